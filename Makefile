@@ -1,0 +1,47 @@
+# langneurons — `make help` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PROFILE ?= tiny
+SET ?=
+STAGES ?=
+# Extra pip options for torch, e.g. TORCH_PIP="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_PIP ?=
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed ## Create .venv and install everything (torch 2.13.0 first, then the package)
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install torch==2.13.0 $(TORCH_PIP)
+	$(PY) -m pip install -e ".[test]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (langneurons)"
+	touch $@
+
+models/tiny/config.json: scripts/build_tiny_model.py lib/langneurons/tiny.py | $(VENV)/.installed
+	$(PY) scripts/build_tiny_model.py --out models/tiny
+
+tiny-model: $(VENV)/.installed ## (Re)build the local tiny model of the default profile
+	$(PY) scripts/build_tiny_model.py --out models/tiny
+
+replicate: $(VENV)/.installed $(if $(filter tiny,$(PROFILE)),models/tiny/config.json) ## Run the notebooks: PROFILE=<name> SET="key=value ..."
+	$(PY) -m langneurons.pipeline --profile $(PROFILE) --set "$(SET)" $(if $(STAGES),--stages $(STAGES))
+
+check-params: $(VENV)/.installed ## Resolve and print the params of PROFILE with SET, without running anything
+	$(PY) -m langneurons.pipeline --profile $(PROFILE) --set "$(SET)" --check
+
+test: $(VENV)/.installed ## Run the test suite
+	$(PY) -m pytest -q
+
+lab: $(VENV)/.installed ## Open the notebooks in JupyterLab
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean-runs: ## Delete run outputs (runs/)
+	rm -rf runs/
+
+.PHONY: help setup tiny-model replicate check-params test lab clean-runs

@@ -1,0 +1,18 @@
+"""Data prep: build the labelled text sets from the source chosen in params."""
+
+from __future__ import annotations
+
+from . import paths
+from .params import Params
+from .textsets import TextSets, load_bundled, load_official
+
+
+def build_text_sets(p: Params) -> TextSets:
+    """official = the released sets exactly; hub = rebuilt from PAWS-X/FLORES-200; bundled = offline corpus."""
+    if p.data.source == "official":
+        return load_official(paths.resolve(p.data.official_path), p.languages)
+    if p.data.source == "hub":
+        from .hub_data import build_hub_sets  # imports `datasets` only when needed
+
+        return build_hub_sets(p.data.hub, p.languages)
+    return load_bundled(p.languages)

@@ -1,0 +1,63 @@
+"""Load any Hugging Face causal LM (hub id or local directory) with its tokenizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from . import paths
+from .params import ModelParams
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be loaded: the message says why and what to do."""
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("model.device=cuda but no CUDA GPU is visible: use model.device=cpu (or auto)")
+    return torch.device(device)
+
+
+def model_source(mp: ModelParams) -> str:
+    """What from_pretrained gets: the local directory when given, else the hub id."""
+    return str(paths.resolve(mp.path)) if mp.path else mp.id
+
+
+def load_model(mp: ModelParams) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Model in eval mode on the params' device (or spread by device_map) and its tokenizer."""
+    source = model_source(mp)
+    dtype = "auto" if mp.dtype == "auto" else _DTYPES[mp.dtype]
+    kwargs = dict(revision=mp.revision, trust_remote_code=mp.trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, device_map=mp.device_map, **kwargs)
+    except ValueError as e:
+        if "Unrecognized configuration class" in str(e):
+            raise ModelLoadError(
+                f"{source} is not a causal (decoder) language model: langneurons needs one, e.g. XGLM, BLOOM, Llama"
+            ) from e
+        raise
+    except OSError as e:
+        local = mp.path is not None or Path(source).exists()
+        hint = (
+            "check the directory holds config.json, weights and tokenizer files"
+            if local
+            else "the hub may be unreachable (offline?) or the model gated (accept its licence, log in): "
+            "offline, use the default profile (make replicate) or model.path=<local dir>"
+        )
+        raise ModelLoadError(f"could not load model {source!r}: {hint}. ({e})") from e
+    if mp.device_map is None:
+        model = model.to(resolve_device(mp.device))
+    return model.eval(), tokenizer
+
+
+def input_device(model: PreTrainedModel) -> torch.device:
+    """Where inputs go: the device of the input embeddings (also right under device_map)."""
+    return model.get_input_embeddings().weight.device

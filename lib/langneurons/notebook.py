@@ -1,0 +1,24 @@
+"""What every notebook does first: resolve its params, say where outputs go, start the stage clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .layout import RunLayout
+from .params import Params, load_params, params_from_dict, save_params
+from .stagelog import Stage
+
+
+def setup(stage: str, profile: str, overrides: list[str], params: dict[str, Any]) -> tuple[Params, RunLayout, Stage]:
+    """Params injected by `make replicate` (`params`), or resolved here from profile + overrides.
+
+    Opening a notebook by hand, edit `profile`/`overrides` in its parameters cell and run all.
+    """
+    p = params_from_dict(params) if params else load_params(profile, overrides)
+    layout = RunLayout.of(p)
+    if not params:  # `make replicate` has already written the resolved params
+        save_params(p, layout.params_file)
+    print(f"profile {p.profile}: {p.description}")
+    print(f"model {p.model.path or p.model.id} | data {p.data.source} | languages {','.join(p.languages)}")
+    print(f"outputs in {layout.root}")
+    return p, layout, Stage(stage, layout.root)

@@ -1,0 +1,319 @@
+"""Params: one common YAML file plus one profile file per model, with command-line overrides.
+
+The dataclasses below are the schema (names, types, what each key means); params/common.yaml holds
+every value. A profile overrides a subset, and `key.sub=value` overrides come last. Everything is
+checked here, before any model is loaded: unknown keys, wrong types, bad values and missing files
+fail with a message that names the key and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import paths
+from .languages import LANGUAGES, check_languages
+
+DATA_SOURCES = ("official", "hub", "bundled")
+MODEL_DTYPES = ("float32", "float16", "bfloat16", "auto")
+DEVICES = ("cpu", "cuda", "mps", "auto")
+STORAGE_DTYPES = ("float32", "float16")
+
+
+class ParamsError(ValueError):
+    """A bad parameter: the message names the key (or file) and how to fix it."""
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    id: str  # Hugging Face hub id, e.g. facebook/xglm-564M (used when `path` is null)
+    path: str | None  # local model directory (config.json + weights); wins over `id` when set
+    revision: str | None  # hub revision (branch, tag or commit) for exact reproducibility
+    dtype: str  # weights dtype: float32 | float16 | bfloat16 | auto
+    device: str  # cpu | cuda | mps | auto (auto = cuda when available)
+    device_map: str | None  # e.g. "auto" to spread a model over several GPUs; null = one device
+    trust_remote_code: bool  # only for hub models that need their own code
+
+
+@dataclass(frozen=True)
+class HubSource:
+    id: str  # dataset id on the hub, or a local directory laid out like one
+    split: str  # which split to sample from
+    text_field: str  # column holding the sentence
+    configs: dict[str, str]  # our language code -> the dataset's config (subset) name
+
+
+@dataclass(frozen=True)
+class HubDataParams:
+    sources: list[HubSource]  # positives/negatives are split evenly over these (paper: PAWS-X, FLORES-200)
+    n_positive: int  # positives per language (paper: 500)
+    n_negative_per_language: int  # negatives from each other language (paper: 500)
+    seed: int  # sampling seed
+
+
+@dataclass(frozen=True)
+class DataParams:
+    source: str  # official | hub | bundled
+    official_path: str  # directory of <lang>.json files released with the original code
+    hub: HubDataParams
+
+
+@dataclass(frozen=True)
+class ActivationParams:
+    seq_len: int  # texts with more tokens than this are dropped (paper: 256)
+    batch_size: int  # texts per forward pass
+    storage_dtype: str  # float32 | float16 (halves disk for 7B/13B models)
+
+
+@dataclass(frozen=True)
+class ScoringParams:
+    n_per_side: int  # top-N and bottom-N units by AP per language (paper: 1000 each)
+    unit_chunk: int  # units scored at once; bounds peak memory whatever the model size
+    ap_thresholds: list[float]  # count units with AP above each (paper's Figure 8 / original code)
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    n_samples: int  # generations per condition (paper: 100, seeds 1..100)
+    first_seed: int  # seed of the first sample (paper: 1)
+    max_new_tokens: int  # paper: 64 unconditional, 128 translation
+    temperature: float  # paper: 0.8
+    top_k: int  # 0 = no top-k (paper: plain sampling)
+    top_p: float  # 1.0 = no nucleus sampling (paper)
+    batch_size: int  # samples generated together
+
+
+@dataclass(frozen=True)
+class Params:
+    profile: str  # name of the file in params/profiles/
+    description: str  # one line about the profile
+    languages: list[str]  # target languages, subset of en de fr es zh ja
+    seed: int  # global seed for anything random not covered by a more specific seed
+    output_root: str  # runs go to <output_root>/<profile>/
+    figures_root: str  # paper figures go to <figures_root>/<profile>/
+    model: ModelParams
+    data: DataParams
+    activations: ActivationParams
+    scoring: ScoringParams
+    generation: GenerationParams
+
+    @property
+    def run_dir(self) -> Path:
+        return paths.resolve(self.output_root) / self.profile
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------- building from dicts, with checks
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp`; return it (dataclasses built, lists copied)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(value, option, key)
+            except ParamsError:
+                pass
+        raise ParamsError(f"param '{key}' = {value!r} has the wrong type: expected {_type_name(tp)}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ParamsError(f"param '{key}' must be a mapping of keys ({_field_names(tp)}), got {value!r}")
+        return from_dict(tp, value, key)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, str) and item_tp in (str, int, float):
+            value = [v.strip() for v in value.split(",") if v.strip()]  # "de,ja" from the command line
+            if item_tp is not str:
+                value = [yaml.safe_load(v) for v in value]
+        if not isinstance(value, list):
+            raise ParamsError(f"param '{key}' must be a list, got {value!r}")
+        return [_convert(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        _, item_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ParamsError(f"param '{key}' must be a mapping, got {value!r}")
+        return {str(k): _convert(v, item_tp, f"{key}.{k}") for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, bool):
+        raise ParamsError(f"param '{key}' must be an integer, got {value!r}")
+    if not isinstance(value, tp):
+        raise ParamsError(
+            f"param '{key}' = {value!r} has the wrong type: expected {_type_name(tp)}, "
+            f"got {type(value).__name__} (in YAML write numbers without quotes)"
+        )
+    return value
+
+
+def _field_names(cls: type) -> str:
+    return ", ".join(f.name for f in dataclasses.fields(cls))
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """Build dataclass `cls` from `data`, failing on unknown, missing or mistyped keys."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    prefix = f"{where}." if where else ""
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"did you mean '{prefix}{close[0]}'? " if close else ""
+            raise ParamsError(f"unknown param '{prefix}{key}': {hint}valid keys here: {', '.join(names)}")
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise ParamsError(f"missing param(s) {[prefix + m for m in missing]}: add them to params/common.yaml")
+    return cls(**{n: _convert(data[n], hints[n], prefix + n) for n in names})
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_overrides(overrides: list[str] | str) -> dict[str, Any]:
+    """`["scoring.n_per_side=500", "languages=de,ja"]` (or one space-separated string) -> nested dict."""
+    if isinstance(overrides, str):
+        overrides = overrides.split()
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ParamsError(f"override {item!r} is not key=value: write e.g. scoring.n_per_side=500")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw != "" else ""
+        parts = key.strip().split(".")
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return nested
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{path} is not valid YAML: {e}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path} must hold a mapping of param keys at the top level")
+    return data
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in paths.PROFILES_DIR.glob("*.yaml"))
+
+
+def load_params(profile: str, overrides: list[str] | str = (), check_files: bool = True) -> Params:
+    """Resolve common.yaml + profiles/<profile>.yaml + overrides into checked Params."""
+    profile_path = paths.PROFILES_DIR / f"{profile}.yaml"
+    if not profile_path.is_file():
+        raise ParamsError(
+            f"unknown profile '{profile}' (no {profile_path}): choose one of {', '.join(available_profiles())}"
+        )
+    merged = _read_yaml(paths.PARAMS_DIR / "common.yaml")
+    merged = _deep_merge(merged, _read_yaml(profile_path))
+    merged = _deep_merge(merged, parse_overrides(list(overrides) if not isinstance(overrides, str) else overrides))
+    merged["profile"] = profile
+    return params_from_dict(merged, check_files=check_files)
+
+
+def params_from_dict(data: dict[str, Any], check_files: bool = True) -> Params:
+    """Build and check Params from a resolved dict (e.g. what papermill injected into a notebook)."""
+    params: Params = from_dict(Params, data)
+    check(params, check_files=check_files)
+    return params
+
+
+def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ParamsError(f"param '{key}' = {value!r} is not allowed: use one of {', '.join(allowed)}")
+
+
+def _positive(key: str, value: int | float) -> None:
+    if value <= 0:
+        raise ParamsError(f"param '{key}' = {value!r} must be > 0")
+
+
+def check(p: Params, check_files: bool = True) -> None:
+    """Value and file checks that types alone cannot express."""
+    try:
+        check_languages(p.languages)
+    except ValueError as e:
+        raise ParamsError(f"param 'languages': {e}") from e
+    _one_of("data.source", p.data.source, DATA_SOURCES)
+    _one_of("model.dtype", p.model.dtype, MODEL_DTYPES)
+    _one_of("model.device", p.model.device, DEVICES)
+    _one_of("activations.storage_dtype", p.activations.storage_dtype, STORAGE_DTYPES)
+    for key, value in [
+        ("activations.seq_len", p.activations.seq_len),
+        ("activations.batch_size", p.activations.batch_size),
+        ("scoring.n_per_side", p.scoring.n_per_side),
+        ("scoring.unit_chunk", p.scoring.unit_chunk),
+        ("data.hub.n_positive", p.data.hub.n_positive),
+        ("data.hub.n_negative_per_language", p.data.hub.n_negative_per_language),
+        ("generation.n_samples", p.generation.n_samples),
+        ("generation.max_new_tokens", p.generation.max_new_tokens),
+        ("generation.temperature", p.generation.temperature),
+        ("generation.batch_size", p.generation.batch_size),
+    ]:
+        _positive(key, value)
+    if not p.model.id and not p.model.path:
+        raise ParamsError("no model given: set model.id (hub id) or model.path (local directory)")
+    if p.data.source == "hub":
+        if not p.data.hub.sources:
+            raise ParamsError("data.hub.sources is empty: list at least one dataset (see params/common.yaml)")
+        for i, src in enumerate(p.data.hub.sources):
+            missing = [lang for lang in LANGUAGES if lang not in src.configs]
+            if missing:
+                raise ParamsError(
+                    f"data.hub.sources[{i}] ({src.id}) has no config for {missing}: "
+                    "add them under its `configs` (our code -> dataset config)"
+                )
+    if not check_files:
+        return
+    if p.model.path is not None:
+        model_dir = paths.resolve(p.model.path)
+        if not (model_dir / "config.json").is_file():
+            raise ParamsError(
+                f"model.path {model_dir} is not a model directory (no config.json): "
+                "fix the path, build the local model (make tiny-model), or set model.path=null to use model.id"
+            )
+    if p.data.source == "official":
+        data_dir = paths.resolve(p.data.official_path)
+        missing = [lang for lang in p.languages if not (data_dir / f"{lang}.json").is_file()]
+        if missing:
+            raise ParamsError(
+                f"data.official_path {data_dir} lacks {[m + '.json' for m in missing]}: point "
+                "data.official_path at the released sense/ directory (../shared/data/lang_neuron_official/sense)"
+            )
+
+
+def save_params(p: Params, path: Path) -> Path:
+    """Write the fully resolved params (every run keeps them beside its outputs)."""
+    from .atomic import write_yaml
+
+    return write_yaml(path, p.to_dict())

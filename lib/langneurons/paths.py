@@ -1,0 +1,14 @@
+"""Every path in the project derives from one root, so notebooks run from any working directory."""
+
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PARAMS_DIR = PROJECT_ROOT / "params"
+PROFILES_DIR = PARAMS_DIR / "profiles"
+NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
+
+
+def resolve(path: str | Path) -> Path:
+    """A path from params: absolute as given, otherwise relative to the project root."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (PROJECT_ROOT / p).resolve()

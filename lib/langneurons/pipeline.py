@@ -1,0 +1,69 @@
+"""`make replicate`: resolve params, then run the notebooks in order with papermill.
+
+Params are checked before anything runs. The resolved params go to runs/<profile>/params.yaml and
+are injected into every notebook's `parameters` cell; executed notebooks are kept in
+runs/<profile>/notebooks/, each stage's wall time and peak memory in runs/<profile>/logs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from . import paths
+from .layout import RunLayout
+from .params import ParamsError, load_params, save_params
+from .stagelog import stage_table
+
+# The papermill chain. Later stages (overlap, intervention, translation) append their notebooks here.
+STAGES: tuple[str, ...] = ("01_data_prep", "02_activations", "03_scoring")
+
+
+def run_stages(profile: str, overrides: list[str], stages: tuple[str, ...] = STAGES, kernel: str = "python3") -> RunLayout:
+    import papermill  # heavy import: only once params are known to be good
+
+    p = load_params(profile, overrides)
+    layout = RunLayout.of(p)
+    save_params(p, layout.params_file)
+    os.environ.setdefault("TQDM_MININTERVAL", "10")  # keeps progress bars from flooding saved notebooks
+    for stage in stages:
+        source = paths.NOTEBOOKS_DIR / f"{stage}.ipynb"
+        target = layout.notebooks / f"{stage}.ipynb"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        print(f"[{time.strftime('%H:%M:%S')}] {stage} -> {target}", flush=True)
+        papermill.execute_notebook(
+            str(source), str(target), kernel_name=kernel, cwd=str(paths.NOTEBOOKS_DIR), progress_bar=False,
+            parameters={"profile": profile, "overrides": list(overrides), "params": p.to_dict()},
+        )
+    print(stage_table(layout.root).to_string(index=False))
+    return layout
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="tiny", help="a file in params/profiles/ (without .yaml)")
+    parser.add_argument("--set", default="", help='overrides, e.g. "scoring.n_per_side=500 languages=de,ja"')
+    parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated notebook names to run")
+    parser.add_argument("--check", action="store_true", help="only resolve and check the params, then print them")
+    args = parser.parse_args(argv)
+    overrides = args.set.split()
+    try:
+        if args.check:
+            import yaml
+
+            print(yaml.safe_dump(load_params(args.profile, overrides).to_dict(), sort_keys=False, allow_unicode=True))
+            return 0
+        unknown = [s for s in args.stages.split(",") if s not in STAGES]
+        if unknown:
+            raise ParamsError(f"unknown stage(s) {unknown}: choose from {', '.join(STAGES)}")
+        run_stages(args.profile, overrides, tuple(args.stages.split(",")))
+    except ParamsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Expertise scoring: per language, the AP of every unit and the statistics used to force it.
+
+The [texts x units] matrix is read in column chunks straight from the memory map, so peak memory
+depends on the chunk size, not on the model size. Each chunk is scored for every language at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from .ap import expertise
+from .atomic import write_csv, write_parquet
+from .layout import RunLayout
+from .textsets import TextSets
+
+STAT_COLUMNS = ("ap", "on_p50", "on_p90", "off_mean", "off_p50")
+
+
+class SelectionError(ValueError):
+    """N cannot be selected from this model's units."""
+
+
+@dataclass(frozen=True)
+class LabelledRows:
+    """One language's set as rows of the activation matrix (duplicates kept) and 0/1 labels."""
+
+    rows: np.ndarray
+    labels: np.ndarray
+
+
+def labelled_rows(text_sets: TextSets, target: str, kept: np.ndarray) -> LabelledRows:
+    """Rows of `target`'s set whose text was kept (not longer than seq_len)."""
+    df = text_sets.labelled(target)
+    df = df[kept[df["text_id"].to_numpy()]]
+    labels = df["label"].to_numpy().astype(bool)
+    if labels.all() or not labels.any():
+        raise ValueError(f"language '{target}' has no positive or no negative texts left after dropping long texts")
+    return LabelledRows(df["text_id"].to_numpy(dtype=np.int64, copy=True), labels)
+
+
+def _chunk_stats(block: torch.Tensor, lr: LabelledRows) -> dict[str, torch.Tensor]:
+    x = block[torch.from_numpy(lr.rows).to(block.device)]
+    return expertise(x, torch.from_numpy(lr.labels))
+
+
+def score_units(
+    matrix: np.ndarray, sets: dict[str, LabelledRows], unit_chunk: int, device: torch.device | str = "cpu"
+) -> dict[str, pd.DataFrame]:
+    """Per language: a [units] table of ap, on_p50, on_p90, off_mean, off_p50 (float64)."""
+    n_units = matrix.shape[1]
+    out = {lang: {c: np.empty(n_units, dtype=np.float64) for c in STAT_COLUMNS} for lang in sets}
+    for start in tqdm(range(0, n_units, unit_chunk), desc="AP", unit="chunk"):
+        stop = min(start + unit_chunk, n_units)
+        block = torch.from_numpy(np.array(matrix[:, start:stop])).to(device)  # reads one chunk from disk
+        if block.dtype == torch.float16:
+            block = block.float()  # exact: every float16 is a float32, ties preserved
+        for lang, lr in sets.items():
+            for col, values in _chunk_stats(block, lr).items():
+                out[lang][col][start:stop] = values.cpu().numpy()
+    return {lang: pd.DataFrame(cols) for lang, cols in out.items()}
+
+
+def scores_table(units: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
+    """Units table joined with their statistics (row i = matrix column i)."""
+    return pd.concat([units.reset_index(drop=True), stats.reset_index(drop=True)], axis=1)
+
+
+def select_units(scores: pd.DataFrame, n_per_side: int) -> pd.DataFrame:
+    """Top-N (highest AP: fire for the language) and bottom-N (lowest AP: fire for all but it).
+
+    Ties are broken by matrix column (stable sort), so the selection is deterministic.
+    """
+    n_units = len(scores)
+    if 2 * n_per_side > n_units:
+        raise SelectionError(
+            f"scoring.n_per_side={n_per_side} needs {2 * n_per_side} units but the model has {n_units}: "
+            f"use scoring.n_per_side <= {n_units // 2}"
+        )
+    ap = scores["ap"].to_numpy()
+    top = np.argsort(-ap, kind="stable")[:n_per_side]
+    bottom = np.argsort(ap, kind="stable")[:n_per_side]
+    parts = []
+    for side, idx in (("top", top), ("bottom", bottom)):
+        part = scores.iloc[idx].copy()
+        part.insert(0, "rank", np.arange(n_per_side))
+        part.insert(0, "side", side)
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def boundary_ties(scores: pd.DataFrame, n_per_side: int) -> dict[str, int]:
+    """How many units share the AP of the N-th top and N-th bottom unit.
+
+    A width above 1 means the cut-off is decided by tie-breaking (and on another machine by float
+    noise), which is worth reporting next to the selection.
+    """
+    ap = np.sort(scores["ap"].to_numpy())
+    return {
+        "top": int((ap == ap[-n_per_side]).sum()),
+        "bottom": int((ap == ap[n_per_side - 1]).sum()),
+    }
+
+
+def threshold_counts(scores_by_lang: dict[str, pd.DataFrame], thresholds: list[float]) -> pd.DataFrame:
+    """Units with AP > t for each threshold t, per language (what the original code records)."""
+    return pd.DataFrame(
+        {f"ap>{t:g}": [int((s["ap"] > t).sum()) for s in scores_by_lang.values()] for t in thresholds},
+        index=pd.Index(list(scores_by_lang), name="language"),
+    )
+
+
+def score_language_sets(
+    matrix: np.ndarray, units: pd.DataFrame, text_sets: TextSets, languages: list[str], unit_chunk: int,
+    device: torch.device | str = "cpu",
+) -> dict[str, pd.DataFrame]:
+    """Scores table (units + ap, on_p50, ...) per language; texts dropped as too long are left out."""
+    kept = ~np.isnan(matrix[:, 0])  # dropped texts have NaN rows
+    sets = {lang: labelled_rows(text_sets, lang, kept) for lang in languages}
+    stats = score_units(matrix, sets, unit_chunk, device)
+    return {lang: scores_table(units, stats[lang]) for lang in languages}
+
+
+def write_scores(
+    scores: dict[str, pd.DataFrame], n_per_side: int, thresholds: list[float], layout: RunLayout
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Save scores/<lang>.parquet and selection/<lang>.csv; return a per-language summary and AP counts."""
+    rows = []
+    for lang, table in scores.items():
+        selection = select_units(table, n_per_side)
+        write_parquet(layout.scores / f"{lang}.parquet", table)
+        write_csv(layout.selection / f"{lang}.csv", selection)
+        ties = boundary_ties(table, n_per_side)
+        top, bottom = selection[selection.side == "top"], selection[selection.side == "bottom"]
+        rows.append({
+            "language": lang, "units": len(table), "max_ap": table["ap"].max(), "min_ap": table["ap"].min(),
+            "top_cutoff_ap": top["ap"].iloc[-1], "bottom_cutoff_ap": bottom["ap"].iloc[-1],
+            "top_tie_width": ties["top"], "bottom_tie_width": ties["bottom"],
+            "selected_share_%": round(100 * 2 * n_per_side / len(table), 3),
+        })
+    summary = pd.DataFrame(rows).set_index("language")
+    counts = threshold_counts(scores, thresholds)
+    write_csv(layout.scores / "summary.csv", summary.reset_index())
+    write_csv(layout.scores / "ap_thresholds.csv", counts.reset_index())
+    return summary, counts

@@ -1,0 +1,66 @@
+"""Shared fixtures: tiny models of each family and small data sets, all built here (no downloads)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from langneurons.languages import LANGUAGES
+from langneurons.tiny import build_model, train_tokenizer
+
+SHARED_SENSE = Path(__file__).resolve().parents[2] / "shared" / "data" / "lang_neuron_official" / "sense"
+
+# A few sentences per language: enough to train a tokenizer and to tell the languages apart.
+SENTENCES: dict[str, list[str]] = {
+    "en": ["The cat sleeps on the warm roof.", "We walked to the station in the rain.",
+           "Reading books makes the evenings short.", "The river flows past the old mill."],
+    "de": ["Die Katze schläft auf dem warmen Dach.", "Wir gingen im Regen zum Bahnhof.",
+           "Bücher lesen macht die Abende kurz.", "Der Fluss fließt an der alten Mühle vorbei."],
+    "fr": ["Le chat dort sur le toit chaud.", "Nous sommes allés à la gare sous la pluie.",
+           "Lire des livres raccourcit les soirées.", "La rivière coule devant le vieux moulin."],
+    "es": ["El gato duerme en el tejado caliente.", "Caminamos a la estación bajo la lluvia.",
+           "Leer libros acorta las tardes.", "El río pasa junto al viejo molino."],
+    "zh": ["猫在温暖的屋顶上睡觉。", "我们在雨中走到车站。", "读书让夜晚变短。", "河水流过老磨坊。"],
+    "ja": ["猫は暖かい屋根の上で寝ている。", "私たちは雨の中を駅まで歩いた。", "本を読むと夜が短くなる。", "川は古い水車小屋のそばを流れる。"],
+}
+ALL_SENTENCES = [s for lang in LANGUAGES for s in SENTENCES[lang]]
+
+
+@pytest.fixture(scope="session")
+def tiny(request):
+    """Factory: (model, tokenizer) of a family, cached per family for the session."""
+    cache: dict[str, tuple] = {}
+
+    def make(family: str):
+        if family not in cache:
+            tokenizer = train_tokenizer(ALL_SENTENCES * 3, family, vocab_size=400)
+            cache[family] = (build_model(family, tokenizer, seed=0), tokenizer)
+        return cache[family]
+
+    return make
+
+
+def write_official_dir(root: Path, n_pos: int = 4, n_neg_per_lang: int = 3) -> Path:
+    """A made-up directory in the released schema: <lang>.json with positives and negative blocks."""
+    root.mkdir(parents=True, exist_ok=True)
+    for lang in LANGUAGES:
+        positives = [SENTENCES[lang][i % 4] + f" ({i})" for i in range(n_pos)]
+        negatives = [SENTENCES[o][i % 4] + f" ({i})" for o in LANGUAGES if o != lang for i in range(n_neg_per_lang)]
+        data = {"concept": lang, "group": "sense", "source": "language",
+                "sentences": {"positive": positives, "negative": negatives}}
+        (root / f"{lang}.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return root
+
+
+@pytest.fixture()
+def official_dir(tmp_path: Path) -> Path:
+    return write_official_dir(tmp_path / "sense")
+
+
+@pytest.fixture()
+def shared_sense() -> Path:
+    if not (SHARED_SENSE / "en.json").is_file():
+        pytest.skip(f"released sentence sets not found at {SHARED_SENSE}")
+    return SHARED_SENSE

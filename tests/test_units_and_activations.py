@@ -1,0 +1,107 @@
+"""Unit discovery on each family, and mean pooling: batched == one text at a time == reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from conftest import ALL_SENTENCES
+from langneurons.activations import MeanPoolHooks, collect_activations, load_activations, mean_responses, tokenize
+from langneurons.units import UnitsError, find_linear_modules
+
+# What the paper lists per family (GPT-2 for transformers' Conv1D).
+EXPECTED_KINDS = {
+    "xglm": {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj", "fc1", "fc2"},
+    "bloom": {"self_attention.query_key_value", "self_attention.dense", "mlp.dense_h_to_4h", "mlp.dense_4h_to_h"},
+    "llama": {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+              "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"},
+    "gpt2": {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"},
+}
+# Test texts of very different lengths, so padded batches really pad.
+TEXTS = ALL_SENTENCES + [" ".join(ALL_SENTENCES[:6]), "Hi", "。"]
+
+
+def _expected_units(family: str, model: nn.Module) -> int:
+    c = model.config
+    if family == "xglm":
+        return c.num_layers * (4 * c.d_model + c.ffn_dim + c.d_model)
+    if family == "bloom":
+        return c.n_layer * (3 * c.hidden_size + c.hidden_size + 4 * c.hidden_size + c.hidden_size)
+    if family == "llama":
+        kv = c.num_key_value_heads * (c.hidden_size // c.num_attention_heads)
+        return c.num_hidden_layers * (2 * c.hidden_size + 2 * kv + 2 * c.intermediate_size + c.hidden_size)
+    return c.n_layer * (3 * c.n_embd + c.n_embd + 4 * c.n_embd + c.n_embd)
+
+
+@pytest.mark.parametrize("family", sorted(EXPECTED_KINDS))
+def test_units_found_per_family(tiny, family):
+    model, _ = tiny(family)
+    modules = find_linear_modules(model)
+    assert {m.kind for m in modules} == EXPECTED_KINDS[family]
+    assert sum(m.width for m in modules) == _expected_units(family, model)
+    assert not any("lm_head" in m.path for m in modules)
+    assert [m.offset for m in modules] == list(np.cumsum([0] + [m.width for m in modules[:-1]]))
+    assert sorted({m.block for m in modules}) == list(range(len({m.block for m in modules})))
+
+
+def test_model_without_linear_layers_is_an_error():
+    class NoLinear(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = nn.ModuleList([nn.LayerNorm(4) for _ in range(2)])
+
+    with pytest.raises(UnitsError, match="no linear layers"):
+        find_linear_modules(NoLinear())
+    with pytest.raises(UnitsError, match="no list of decoder blocks"):
+        find_linear_modules(nn.Sequential(nn.Linear(2, 2)))
+
+
+@pytest.mark.parametrize("family", ["xglm", "bloom", "llama", "gpt2"])
+def test_batched_equals_one_at_a_time(tiny, family, tmp_path: Path):
+    model, tokenizer = tiny(family)
+    collect_activations(model, tokenizer, TEXTS, tmp_path / "batched", seq_len=256, batch_size=7)
+    collect_activations(model, tokenizer, TEXTS, tmp_path / "single", seq_len=256, batch_size=1)
+    batched, units, meta = load_activations(tmp_path / "batched")
+    single, _, _ = load_activations(tmp_path / "single")
+    assert batched.shape == (len(TEXTS), len(units)) == (meta["n_texts"], meta["n_units"])
+    assert np.abs(np.asarray(batched) - np.asarray(single)).max() <= 1e-5
+    assert not np.isnan(batched).any()
+
+
+@pytest.mark.parametrize("family", ["xglm", "llama"])
+def test_hooked_mean_equals_reference(tiny, family):
+    """Mean over all tokens (special tokens included) of each module's full output, computed plainly."""
+    model, tokenizer = tiny(family)
+    modules = find_linear_modules(model)
+    text = TEXTS[3]
+    ids = tokenizer(text)["input_ids"]
+    assert ids[0] == {"xglm": tokenizer.convert_tokens_to_ids("</s>"), "llama": tokenizer.bos_token_id}[family]
+    captured: dict[str, torch.Tensor] = {}
+    named = dict(model.named_modules())
+    handles = [named[m.path].register_forward_hook(lambda _m, _i, out, p=m.path: captured.__setitem__(p, out))
+               for m in modules]
+    with torch.no_grad():
+        model(torch.tensor([ids]))
+    for h in handles:
+        h.remove()
+    reference = torch.cat([captured[m.path][0].mean(dim=0) for m in modules])
+    hooks = MeanPoolHooks(modules, model, torch.device("cpu"))
+    with hooks.attached():
+        ours = mean_responses(model, hooks, [ids], pad_id=0)[0]
+    torch.testing.assert_close(ours, reference, atol=1e-6, rtol=1e-5)
+    assert all(not named[m.path]._forward_hooks for m in modules)  # hooks removed
+
+
+def test_long_texts_dropped_and_float16_storage(tiny, tmp_path: Path):
+    model, tokenizer = tiny("xglm")
+    texts = ["short text.", "a much longer text " * 20, "another short one."]
+    assert tokenize(tokenizer, texts, seq_len=30).kept.tolist() == [True, False, True]
+    collect_activations(model, tokenizer, texts, tmp_path, seq_len=30, batch_size=2, storage_dtype="float16")
+    matrix, _, meta = load_activations(tmp_path)
+    assert matrix.dtype == np.float16 and meta["n_dropped_longer_than_seq_len"] == 1
+    assert np.isnan(matrix[1]).all() and not np.isnan(matrix[[0, 2]]).any()
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary files left behind

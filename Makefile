@@ -41,7 +41,10 @@ test: $(VENV)/.installed ## Run the test suite
 lab: $(VENV)/.installed ## Open the notebooks in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks/
 
+lock: $(VENV)/.installed ## Write requirements-lock.txt: the exact versions this environment was tested with
+	$(PY) -m pip freeze --exclude-editable | grep -v '^langneurons' > requirements-lock.txt
+
 clean-runs: ## Delete run outputs (runs/)
 	rm -rf runs/
 
-.PHONY: help setup tiny-model replicate check-params test lab clean-runs
+.PHONY: help setup tiny-model replicate check-params test lab lock clean-runs

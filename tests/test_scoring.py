@@ -9,7 +9,15 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score
 
-from langneurons.scoring import LabelledRows, SelectionError, boundary_ties, score_units, select_units, threshold_counts
+from langneurons.scoring import (
+    LabelledRows,
+    SelectionError,
+    as_original_expertise,
+    boundary_ties,
+    score_units,
+    select_units,
+    threshold_counts,
+)
 
 
 def _memmap(tmp_path: Path, data: np.ndarray) -> np.ndarray:
@@ -44,3 +52,15 @@ def test_selection_top_bottom_and_ties():
         select_units(scores, 4)
     counts = threshold_counts({"de": scores}, [0.2, 0.9])
     assert counts.loc["de"].tolist() == [4, 0]
+
+
+def test_original_expertise_layout():
+    scores = pd.DataFrame({
+        "layer": ["model.layers.2.fc1"] * 2 + ["model.layers.10.fc1"] * 2, "unit": [0, 1, 0, 1],
+        "ap": [0.1, 0.2, 0.3, 0.4], "on_p50": 1.0, "on_p90": 2.0, "off_mean": 0.0, "off_p50": 0.5,
+    })
+    original = as_original_expertise(scores, "de")
+    assert original.columns.tolist() == ["ap", "off_mean", "off_p50", "on_p50", "on_p90", "layer", "unit", "uuid", "concept", "group"]
+    assert original.layer.tolist() == ["model.layers.10.fc1:0"] * 2 + ["model.layers.2.fc1:0"] * 2  # sorted as strings
+    assert original.ap.tolist() == pytest.approx([0.3, 0.4, 0.1, 0.2]) and original.ap.dtype == np.float32
+    assert original.uuid.tolist() == [0, 1, 2, 3] and set(original.concept) == {"de"}

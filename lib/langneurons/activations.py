@@ -120,11 +120,13 @@ def collect_activations(
     seq_len: int,
     batch_size: int,
     storage_dtype: str = "float32",
+    provenance: dict | None = None,
 ) -> Path:
     """Run every text once and store the [texts x units] matrix (row = text_id) under out_dir.
 
     Writes activations.npy (memory-mapped, filled batch by batch; rows of dropped texts are NaN),
-    units.parquet, token_counts.parquet and meta.json. Returns the matrix path.
+    units.parquet, token_counts.parquet and meta.json (with `provenance`, e.g. the model id and
+    revision, recorded as given). Returns the matrix path.
     """
     modules = find_linear_modules(model)
     _, blocks = find_blocks(model)
@@ -154,6 +156,7 @@ def collect_activations(
         "n_dropped_longer_than_seq_len": int((~tok.kept).sum()), "seq_len": seq_len,
         "storage_dtype": storage_dtype, "n_blocks": len(blocks), "n_linear_modules": len(modules),
         "example_tokens": tokenizer.convert_ids_to_tokens(tok.ids[0][:8]) if texts else [],
+        "provenance": provenance or {},
     })
     return matrix_path
 

@@ -147,3 +147,21 @@ def write_scores(
     write_csv(layout.scores / "summary.csv", summary.reset_index())
     write_csv(layout.scores / "ap_thresholds.csv", counts.reset_index())
     return summary, counts
+
+
+def as_original_expertise(scores: pd.DataFrame, concept: str) -> pd.DataFrame:
+    """One language's scores in the layout of the original code's expertise.csv.
+
+    The original names each response `<module path>:0` (the module's first output), orders the
+    layers by sorted name (so `...layers.10...` precedes `...layers.2...`), stores float32 values and
+    numbers the rows as `uuid`. This makes both tables comparable row by row.
+    """
+    df = scores.assign(layer=scores["layer"] + ":0")
+    df = df.sort_values(["layer", "unit"], kind="stable").reset_index(drop=True)
+    out = df[["ap", "off_mean", "off_p50", "on_p50", "on_p90"]].astype(np.float32)
+    out["layer"] = df["layer"]
+    out["unit"] = df["unit"].astype(np.uint32)
+    out["uuid"] = np.arange(len(df))
+    out["concept"] = concept
+    out["group"] = "sense"
+    return out

@@ -23,13 +23,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (langneurons)"
 	touch $@
 
-models/tiny/config.json: scripts/build_tiny_model.py lib/langneurons/tiny.py | $(VENV)/.installed
-	$(PY) scripts/build_tiny_model.py --out models/tiny
+tiny-model: $(VENV)/.installed ## Retrain the embedded default model (models/tiny) from params/tiny_model.yaml
+	$(PY) scripts/train_tiny_model.py --out models/tiny
 
-tiny-model: $(VENV)/.installed ## (Re)build the local tiny model of the default profile
-	$(PY) scripts/build_tiny_model.py --out models/tiny
+verify-model: $(VENV)/.installed ## Check models/tiny against its SHA-256 manifest
+	cd models/tiny && sha256sum -c SHA256SUMS
 
-replicate: $(VENV)/.installed $(if $(filter tiny,$(PROFILE)),models/tiny/config.json) ## Run the notebooks: PROFILE=<name> SET="key=value ..."
+replicate: $(VENV)/.installed ## Run the notebooks: PROFILE=<name> SET="key=value ..."
 	$(PY) -m langneurons.pipeline --profile $(PROFILE) --set "$(SET)" $(if $(STAGES),--stages $(STAGES))
 
 check-params: $(VENV)/.installed ## Resolve and print the params of PROFILE with SET, without running anything
@@ -47,4 +47,4 @@ lock: $(VENV)/.installed ## Write requirements-lock.txt: the exact versions this
 clean-runs: ## Delete run outputs (runs/)
 	rm -rf runs/
 
-.PHONY: help setup tiny-model replicate check-params test lab lock clean-runs
+.PHONY: help setup tiny-model verify-model replicate check-params test lab lock clean-runs

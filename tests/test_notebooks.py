@@ -29,13 +29,14 @@ def test_notebook_is_clean_and_parameterised(stage: str):
 
 
 @pytest.mark.slow
-def test_papermill_chain_01_to_03(tmp_path: Path):
+def test_papermill_chain(tmp_path: Path):
     model_dir = build_and_save(tmp_path / "model", "xglm", ALL_SENTENCES * 3, vocab_size=300, seed=0,
                                d_model=32, layers=2, heads=4, ffn=64)
     sense = write_official_dir(tmp_path / "sense", n_pos=6, n_neg_per_lang=4)
-    overrides = [f"model.path={model_dir}", f"data.official_path={sense}", f"output_root={tmp_path / 'runs'}",
+    overrides = [f"model.path={model_dir}", "data.source=official", f"data.official_path={sense}", f"output_root={tmp_path / 'runs'}",
                  f"figures_root={tmp_path / 'figs'}", "scoring.n_per_side=5", "activations.batch_size=4",
-                 "languages=en,de,zh", "model.device=cpu"]
+                 "languages=en,de,zh", "model.device=cpu", "generation.n_samples=4", "generation.batch_size=3",
+                 "generation.max_new_tokens=6", "intervention.sweep=1,1000"]
     layout = run_stages("tiny", overrides)
     run = tmp_path / "runs" / "tiny"
     assert layout.root == run
@@ -62,5 +63,24 @@ def test_papermill_chain_01_to_03(tmp_path: Path):
         sel = pd.read_csv(run / "selection" / f"{lang}.csv")
         assert sel.side.value_counts().to_dict() == {"top": 5, "bottom": 5}
         assert sel.query("side == 'top'").ap.min() >= sel.query("side == 'bottom'").ap.max()
-    assert (tmp_path / "figs" / "tiny" / "fig8_ap_distribution.png").stat().st_size > 1000
-    assert (tmp_path / "figs" / "tiny" / "fig8_ap_distribution.pdf").stat().st_size > 1000
+    figs = tmp_path / "figs" / "tiny"
+    for name in ["fig8_ap_distribution", "fig1_layer_distribution", "fig2_overlap", "fig3_target_rate",
+                 "fig4_rate_vs_n", "fig5_top_bottom_both"]:
+        assert (figs / f"{name}.png").stat().st_size > 1000 and (figs / f"{name}.pdf").stat().st_size > 1000
+    # analysis: every selected unit counted once per side; overlap of a language with itself is 100%
+    dist = pd.read_csv(figs / "fig1_layer_distribution.csv")
+    assert dist.groupby(["language", "side"])["count"].sum().eq(5).all()
+    shared = pd.read_csv(figs / "fig2_overlap.csv")
+    assert shared.query("language_a == language_b").percent_of_n.eq(100).all()
+    # intervention: none (shared) + per language: both at N=1 and 5 (1000 capped to half the units... >5),
+    # top and bottom; 4 samples each, all saved
+    gens = pd.read_csv(run / "generations" / "unconditional.csv", keep_default_na=False)
+    cap = len(units) // 2
+    per_lang = {("both", 1), ("both", 5), ("both", cap), ("top", 5), ("bottom", 5)}
+    assert len(gens) == 4 * (1 + 3 * len(per_lang))
+    assert set(gens.columns) >= {"profile", "condition", "target", "n_top", "n_bottom", "sample", "text"}
+    rates = pd.read_csv(figs / "fig3_main_rates.csv")
+    assert rates.target.tolist() == ["en", "de", "zh"] and rates[["none", "top", "bottom", "both"]].notna().all().all()
+    report = (figs / "README.md").read_text()
+    for name in ["fig8_ap_distribution.png", "fig1_layer_distribution.png", "fig2_overlap.png", "fig3_target_rate.png"]:
+        assert name in report

@@ -23,10 +23,12 @@ def test_all_profiles_resolve():
 
 def test_overrides_apply_with_types(official_dir: Path):
     p = load_params("tiny", ["scoring.n_per_side=7", "languages=de,ja", f"data.official_path={official_dir}",
-                             "generation.temperature=1", "model.path=null", "model.id=org/model"], check_files=False)
+                             "generation.temperature=1", "model.path=null", "model.id=org/model",
+                             "intervention.sweep=230"], check_files=False)
     assert p.scoring.n_per_side == 7 and p.languages == ["de", "ja"]
     assert p.generation.temperature == 1.0 and isinstance(p.generation.temperature, float)
     assert p.model.path is None and p.model.id == "org/model"
+    assert p.intervention.sweep == [230]
     assert parse_overrides("a.b=1 c=x") == {"a": {"b": 1}, "c": "x"}
 
 
@@ -58,7 +60,7 @@ def test_missing_files_fail_fast(tmp_path: Path, official_dir: Path):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "config.json").write_text("{}")
     with pytest.raises(ParamsError, match="data.official_path .* lacks"):
-        load_params("tiny", [f"model.path={tmp_path / 'm'}", f"data.official_path={tmp_path}"])
+        load_params("tiny", [f"model.path={tmp_path / 'm'}", "data.source=official", f"data.official_path={tmp_path}"])
 
 
 def test_unknown_profile_and_cli_errors(capsys):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from langneurons.languages import LANGUAGES
-from langneurons.textsets import DataError, LabelledList, TextSets, load_bundled, load_official
+from langneurons.textsets import DataError, LabelledList, TextSets, load_official
 
 
 def test_released_sets_reproduced_exactly(shared_sense: Path, tmp_path: Path):
@@ -65,9 +65,7 @@ def test_bad_files_are_clear_errors(official_dir: Path, content: str, message: s
         load_official(official_dir, ["de"])
 
 
-def test_missing_language_file_and_bundled(official_dir: Path):
+def test_missing_language_file(official_dir: Path):
     (official_dir / "ja.json").unlink()
     with pytest.raises(DataError, match="ja.json"):
         load_official(official_dir, ["ja"])
-    with pytest.raises(DataError, match="data.source=official"):
-        load_bundled(["en"])

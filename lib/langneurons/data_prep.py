@@ -15,4 +15,5 @@ def build_text_sets(p: Params) -> TextSets:
         from .hub_data import build_hub_sets  # imports `datasets` only when needed
 
         return build_hub_sets(p.data.hub, p.languages)
-    return load_bundled(p.languages)
+    b = p.data.bundled
+    return load_bundled(p.languages, b.n_positive, b.n_negative_per_language, b.seed)

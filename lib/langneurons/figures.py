@@ -13,6 +13,7 @@ import pandas as pd  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
 from .languages import LANGUAGE_NAMES  # noqa: E402
+from .lid_scoring import main_rates  # noqa: E402
 
 
 def save_figure(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:
@@ -52,5 +53,91 @@ def plot_ap_distribution(
     axes.flat[0].set_ylabel("units")
     axes.flat[0].legend(fontsize=7, loc="upper center")
     fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_layer_distribution(dist: pd.DataFrame, n_per_side: int, title: str) -> plt.Figure:
+    """Figure 1: per language, selected units per block against relative depth, top and bottom."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
+    for ax, side in zip(axes, ("top", "bottom")):
+        for lang, part in dist[dist.side == side].groupby("language", sort=False):
+            ax.plot(part["depth"], part["count"], marker="o", ms=3, label=LANGUAGE_NAMES[lang])
+        ax.set_title(f"{side}-{n_per_side} units by AP")
+        ax.set_xlabel("relative depth (block / (blocks - 1))")
+    axes[0].set_ylabel("units in block")
+    axes[1].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_overlap(table: pd.DataFrame, title: str) -> plt.Figure:
+    """Figure 2: heatmaps of shared units between languages (percent of N), top and bottom."""
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    for ax, side in zip(axes, ("top", "bottom")):
+        grid = table[table.side == side].pivot(index="language_a", columns="language_b", values="percent_of_n")
+        order = list(dict.fromkeys(table["language_a"]))
+        grid = grid.loc[order, order]
+        sns.heatmap(grid, annot=True, fmt=".1f", vmin=0, vmax=100, cmap="Blues", cbar=False, ax=ax, square=True)
+        ax.set_title(f"{side} units shared (% of N)")
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _bars(ax: plt.Axes, table: pd.DataFrame, series: list[tuple[str, str]], languages: list[str]) -> None:
+    """Grouped bars: one group per language, one bar per (column, label) series."""
+    width = 0.8 / len(series)
+    x = np.arange(len(languages))
+    for i, (column, label) in enumerate(series):
+        values = table.set_index("target").reindex(languages)[column].to_numpy()
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=label)
+    ax.set_xticks(x, [LANGUAGE_NAMES[lang] for lang in languages])
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("target-language rate (%)")
+    ax.legend(fontsize=7)
+
+
+def plot_rate_with_without(rates: pd.DataFrame, languages: list[str], n_per_side: int, title: str) -> plt.Figure:
+    """Figure 3: share of generations in each language without vs with its units forced."""
+    table = main_rates(rates, n_per_side)
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    _bars(ax, table, [("none", "no intervention"), ("both", f"top-{n_per_side} + bottom-{n_per_side} forced")], languages)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_top_bottom_both(rates: pd.DataFrame, languages: list[str], n_per_side: int, title: str) -> plt.Figure:
+    """Figure 5: forcing only the top-N, only the bottom-N, or both."""
+    table = main_rates(rates, n_per_side)
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    _bars(ax, table, [("none", "none"), ("top", f"top-{n_per_side}"), ("bottom", f"bottom-{n_per_side}"),
+                      ("both", "both")], languages)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_rate_vs_n(rates: pd.DataFrame, languages: list[str], title: str) -> plt.Figure:
+    """Figure 4: target-language rate against the number of forced units per side (log axis)."""
+    both = rates[rates.condition == "both"]
+    none = rates[rates.condition == "none"].set_index("target")["target_rate"]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for i, lang in enumerate(languages):
+        part = both[both.target == lang].sort_values("n_top")
+        line, = ax.plot(part["n_top"], part["target_rate"], marker="o", ms=3, label=LANGUAGE_NAMES[lang])
+        ax.axhline(none.get(lang, np.nan), color=line.get_color(), ls=":", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("units forced per side (top-N + bottom-N)")
+    ax.set_ylabel("target-language rate (%)")
+    ax.legend(fontsize=7)
+    ax.set_title(title + " (dotted: no intervention)")
     fig.tight_layout()
     return fig

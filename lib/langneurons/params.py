@@ -25,6 +25,7 @@ DATA_SOURCES = ("official", "hub", "bundled")
 MODEL_DTYPES = ("float32", "float16", "bfloat16", "auto")
 DEVICES = ("cpu", "cuda", "mps", "auto")
 STORAGE_DTYPES = ("float32", "float16")
+FORCE_VALUES = ("on_p50", "on_p90", "off_mean", "off_p50", "zero")
 
 
 class ParamsError(ValueError):
@@ -59,10 +60,18 @@ class HubDataParams:
 
 
 @dataclass(frozen=True)
+class BundledDataParams:
+    n_positive: int  # positives per language, at most (the corpus has ~600-1,100 sentences each)
+    n_negative_per_language: int  # negatives from each other language, at most
+    seed: int  # sampling seed
+
+
+@dataclass(frozen=True)
 class DataParams:
     source: str  # official | hub | bundled
     official_path: str  # directory of <lang>.json files released with the original code
     hub: HubDataParams
+    bundled: BundledDataParams
 
 
 @dataclass(frozen=True)
@@ -91,9 +100,16 @@ class GenerationParams:
 
 
 @dataclass(frozen=True)
+class InterventionParams:
+    value: str  # what forced units are set to: on_p50 (paper) | on_p90 | off_mean | off_p50 | zero
+    sweep: list[int]  # units per side for the "rate vs N" sweep (paper totals 2 ... 200000); capped
+
+
+@dataclass(frozen=True)
 class Params:
     profile: str  # name of the file in params/profiles/
     description: str  # one line about the profile
+    report_note: str  # said at the top of the report page (e.g. "a tiny stand-in model, not the paper's")
     languages: list[str]  # target languages, subset of en de fr es zh ja
     seed: int  # global seed for anything random not covered by a more specific seed
     output_root: str  # runs go to <output_root>/<profile>/
@@ -103,6 +119,7 @@ class Params:
     activations: ActivationParams
     scoring: ScoringParams
     generation: GenerationParams
+    intervention: InterventionParams
 
     @property
     def run_dir(self) -> Path:
@@ -144,6 +161,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             value = [v.strip() for v in value.split(",") if v.strip()]  # "de,ja" from the command line
             if item_tp is not str:
                 value = [yaml.safe_load(v) for v in value]
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and item_tp in (int, float):
+            value = [value]  # "sweep=230" from the command line: a one-element list
         if not isinstance(value, list):
             raise ParamsError(f"param '{key}' must be a list, got {value!r}")
         return [_convert(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
@@ -275,12 +294,17 @@ def check(p: Params, check_files: bool = True) -> None:
         ("scoring.unit_chunk", p.scoring.unit_chunk),
         ("data.hub.n_positive", p.data.hub.n_positive),
         ("data.hub.n_negative_per_language", p.data.hub.n_negative_per_language),
+        ("data.bundled.n_positive", p.data.bundled.n_positive),
+        ("data.bundled.n_negative_per_language", p.data.bundled.n_negative_per_language),
         ("generation.n_samples", p.generation.n_samples),
         ("generation.max_new_tokens", p.generation.max_new_tokens),
         ("generation.temperature", p.generation.temperature),
         ("generation.batch_size", p.generation.batch_size),
     ]:
         _positive(key, value)
+    _one_of("intervention.value", p.intervention.value, FORCE_VALUES)
+    if not p.intervention.sweep or min(p.intervention.sweep) <= 0:
+        raise ParamsError(f"intervention.sweep = {p.intervention.sweep} must list unit counts > 0, e.g. [1, 10, 100]")
     if not p.model.id and not p.model.path:
         raise ParamsError("no model given: set model.id (hub id) or model.path (local directory)")
     if p.data.source == "hub":

@@ -15,10 +15,11 @@ import time
 from . import paths
 from .layout import RunLayout
 from .params import ParamsError, load_params, save_params
+from .report import write_report
 from .stagelog import stage_table
 
 # The papermill chain. Later stages (overlap, intervention, translation) append their notebooks here.
-STAGES: tuple[str, ...] = ("01_data_prep", "02_activations", "03_scoring")
+STAGES: tuple[str, ...] = ("01_data_prep", "02_activations", "03_scoring", "04_analysis", "05_intervention")
 
 
 def run_stages(profile: str, overrides: list[str], stages: tuple[str, ...] = STAGES, kernel: str = "python3") -> RunLayout:
@@ -37,6 +38,7 @@ def run_stages(profile: str, overrides: list[str], stages: tuple[str, ...] = STA
             str(source), str(target), kernel_name=kernel, cwd=str(paths.NOTEBOOKS_DIR), progress_bar=False,
             parameters={"profile": profile, "overrides": list(overrides), "params": p.to_dict()},
         )
+    print(f"report: {write_report(p, layout)}")
     print(stage_table(layout.root).to_string(index=False))
     return layout
 

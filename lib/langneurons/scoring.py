@@ -6,6 +6,7 @@ depends on the chunk size, not on the model size. Each chunk is scored for every
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,3 +166,20 @@ def as_original_expertise(scores: pd.DataFrame, concept: str) -> pd.DataFrame:
     out["concept"] = concept
     out["group"] = "sense"
     return out
+
+
+def read_scores(layout: RunLayout, languages: list[str]) -> dict[str, pd.DataFrame]:
+    """Scores tables written by the scoring stage."""
+    missing = [lang for lang in languages if not (layout.scores / f"{lang}.parquet").is_file()]
+    if missing:
+        raise FileNotFoundError(f"no scores for {missing} in {layout.scores}: run notebook 03 (scoring) first")
+    return {lang: pd.read_parquet(layout.scores / f"{lang}.parquet") for lang in languages}
+
+
+def read_selections(layout: RunLayout, languages: list[str]) -> tuple[dict[str, pd.DataFrame], int]:
+    """Selections written by the scoring stage, and the model's number of blocks."""
+    missing = [lang for lang in languages if not (layout.selection / f"{lang}.csv").is_file()]
+    if missing:
+        raise FileNotFoundError(f"no selection for {missing} in {layout.selection}: run notebook 03 (scoring) first")
+    meta = json.loads((layout.activations / "meta.json").read_text())
+    return {lang: pd.read_csv(layout.selection / f"{lang}.csv") for lang in languages}, int(meta["n_blocks"])

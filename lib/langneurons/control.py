@@ -1,0 +1,83 @@
+"""The control experiment (paper §4.2): generate while forcing a language's units, per condition.
+
+Conditions per target language L, all forcing L's units to their statistic (default on_p50):
+- `both`: top-N and bottom-N by AP (the paper's main result, N = scoring.n_per_side); the sweep
+  over N (intervention.sweep, capped at half the units) uses the same condition at other N;
+- `top`: top-N only; `bottom`: bottom-N only;
+and one `none` condition without intervention, shared by all languages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .generation import sample_texts
+from .intervention import force_units, forcing_spec
+from .params import GenerationParams
+
+
+@dataclass(frozen=True)
+class Condition:
+    name: str  # none | both | top | bottom
+    target: str  # language whose units are forced; "" for none
+    n_top: int  # top units by AP forced
+    n_bottom: int  # bottom units by AP forced
+
+    @property
+    def n_per_side(self) -> int:
+        return max(self.n_top, self.n_bottom)
+
+
+def conditions_for(languages: list[str], n_per_side: int, sweep: list[int], n_units: int) -> list[Condition]:
+    """All conditions of the experiment, each once (sweep values capped at n_units // 2)."""
+    cap = n_units // 2
+    out = [Condition("none", "", 0, 0)]
+    for lang in languages:
+        sizes = sorted({min(k, cap) for k in [*sweep, n_per_side]})
+        out += [Condition("both", lang, k, k) for k in sizes]
+        out += [Condition("top", lang, n_per_side, 0), Condition("bottom", lang, 0, n_per_side)]
+    return out
+
+
+def units_for(scores: pd.DataFrame, condition: Condition) -> pd.DataFrame:
+    """The forced units of a condition: highest-AP n_top and lowest-AP n_bottom (stable ties)."""
+    ap = scores["ap"].to_numpy()
+    top = np.argsort(-ap, kind="stable")[: condition.n_top]
+    bottom = np.argsort(ap, kind="stable")[: condition.n_bottom]
+    return scores.iloc[np.concatenate([top, bottom])]
+
+
+def run_conditions(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    conditions: list[Condition],
+    scores: dict[str, pd.DataFrame],
+    gen: GenerationParams,
+    value: str,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Generate gen.n_samples texts per condition; one row per text.
+
+    Every condition uses the same seeds, so conditions differ only by the forcing.
+    """
+    frames = []
+    for i, cond in enumerate(conditions):
+        if progress:
+            print(f"[{i + 1}/{len(conditions)}] {cond.name} {cond.target or '-'} N={cond.n_per_side}", flush=True)
+        args = dict(n_samples=gen.n_samples, max_new_tokens=gen.max_new_tokens, temperature=gen.temperature,
+                    top_k=gen.top_k, top_p=gen.top_p, seed=gen.first_seed, batch_size=gen.batch_size)
+        if cond.name == "none":
+            texts = sample_texts(model, tokenizer, **args)
+        else:
+            with force_units(model, forcing_spec(units_for(scores[cond.target], cond), value)):
+                texts = sample_texts(model, tokenizer, **args)
+        frames.append(pd.DataFrame({
+            "condition": cond.name, "target": cond.target, "n_top": cond.n_top, "n_bottom": cond.n_bottom,
+            "sample": np.arange(gen.n_samples), "batch_seed": gen.first_seed + np.arange(gen.n_samples) // gen.batch_size,
+            "text": texts,
+        }))
+    return pd.concat(frames, ignore_index=True)

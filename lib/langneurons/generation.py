@@ -1,0 +1,93 @@
+"""Unconditional text generation as in the paper: sample from the start-of-text token alone.
+
+Each batch repeats one prompt, so all rows have the same length and need no padding. Sampling is
+seeded per batch, so the same parameters give the same texts (on the same device and batching).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .activations import pad_id_of
+from .models import input_device
+
+
+class GenerationError(ValueError):
+    """Generation parameters or tokenizer do not allow sampling."""
+
+
+def start_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """What starts a text for this family: XGLM `</s>`, Llama `<s>`, BLOOM the text "</s>".
+
+    XGLM and Llama tokenizers add their start token themselves (tokenizer("") is not empty); BLOOM's
+    adds nothing, and the paper starts it from the string "</s>", which tokenizes to its EOS id.
+    """
+    ids = list(tokenizer("")["input_ids"])
+    if ids:
+        return ids
+    token = tokenizer.eos_token or tokenizer.bos_token
+    if token:
+        ids = list(tokenizer(token, add_special_tokens=False)["input_ids"])
+    if not ids:
+        raise GenerationError(
+            f"{type(tokenizer).__name__} adds no start token and has no EOS/BOS token: pass prompt_ids explicitly"
+        )
+    return ids
+
+
+def _check_sampling(n_samples: int, max_new_tokens: int, temperature: float, top_k: int, top_p: float, batch_size: int) -> None:
+    if n_samples < 1 or batch_size < 1 or max_new_tokens < 1:
+        raise GenerationError(
+            f"n_samples, batch_size and max_new_tokens must be >= 1, got {n_samples}, {batch_size}, {max_new_tokens}"
+        )
+    if temperature <= 0:
+        raise GenerationError(f"temperature must be > 0 for sampling, got {temperature}")
+    if top_k < 0:
+        raise GenerationError(f"top_k must be >= 0 (0 = no top-k filtering), got {top_k}")
+    if not 0 < top_p <= 1:
+        raise GenerationError(f"top_p must lie in (0, 1] (1 = no nucleus filtering), got {top_p}")
+
+
+def _eos_id(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int | list[int] | None:
+    """The model's own EOS (may be several ids), else the tokenizer's."""
+    eos = model.generation_config.eos_token_id
+    return eos if eos is not None else tokenizer.eos_token_id
+
+
+def sample_texts(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    n_samples: int,
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    seed: int,
+    batch_size: int,
+    prompt_ids: list[int] | None = None,
+) -> list[str]:
+    """n_samples continuations of the start token (or prompt_ids), decoded without special tokens.
+
+    Every sampling parameter is passed explicitly, so a checkpoint's generation_config (e.g. Llama-2's
+    top_p=0.9) cannot change them; top_k=0 disables top-k (transformers otherwise applies 50).
+    """
+    _check_sampling(n_samples, max_new_tokens, temperature, top_k, top_p, batch_size)
+    prompt = list(prompt_ids) if prompt_ids is not None else start_ids(tokenizer)
+    if not prompt:
+        raise GenerationError("prompt_ids is empty: pass at least one token id, or None for the start token")
+    device = input_device(model)
+    texts: list[str] = []
+    for b in range(math.ceil(n_samples / batch_size)):
+        size = min(batch_size, n_samples - b * batch_size)
+        input_ids = torch.tensor([prompt], dtype=torch.long, device=device).repeat(size, 1)
+        torch.manual_seed(seed + b)
+        out = model.generate(
+            input_ids=input_ids, attention_mask=torch.ones_like(input_ids), do_sample=True,
+            temperature=temperature, top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens,
+            eos_token_id=_eos_id(model, tokenizer), pad_token_id=pad_id_of(tokenizer), return_dict_in_generate=False,
+        )
+        texts.extend(tokenizer.batch_decode(out[:, len(prompt):], skip_special_tokens=True))
+    return texts

@@ -58,3 +58,18 @@ def test_bad_training_params(key, value):
     data = yaml.safe_load((PROJECT_ROOT / "params" / "tiny_model.yaml").read_text()) | parse_overrides(f"{key}={value}")
     with pytest.raises(ParamsError):
         from_dict(TrainConfig, data)
+
+
+def test_shipped_default_model_matches_manifest_and_loads():
+    model_dir = PROJECT_ROOT / "models" / "tiny"
+    assert verify_manifest(model_dir) == []
+    assert sum(p.stat().st_size for p in model_dir.iterdir()) <= 10 * 2**20
+    assert (model_dir / "model.safetensors").is_file()
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    assert type(model).__name__ == "XGLMForCausalLM"
+    from langneurons.params import load_params
+    from langneurons.units import find_linear_modules
+
+    p = load_params("tiny")  # default profile resolves with its files present
+    n_units = sum(m.width for m in find_linear_modules(model))
+    assert n_units == 4608 and 2 * p.scoring.n_per_side <= n_units

@@ -22,7 +22,9 @@ def save_figure(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:
     for ext in ("png", "pdf"):
         path = out_dir / f"{name}.{ext}"
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
+            # No creation date in the files: the same results give byte-identical figures.
+            metadata = {"CreationDate": None} if ext == "pdf" else {}
+            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight", metadata=metadata)
         written.append(path)
     return written
 

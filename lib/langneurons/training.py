@@ -6,7 +6,8 @@ The recipe (from measurements; see the closing notes of the embedded-default iss
   (mixing languages inside a block made the model's language units weaker);
 - a larger init (init_std ~0.08) and lr 3e-3 get past the unigram plateau quickly;
 - a fixed number of steps (a wall-clock budget would not be reproducible), and not too many:
-  an over-trained tiny model steers worse.
+  an over-trained tiny model steers worse (mean rise at 5% per side: +67 points after 800 steps,
+  +62 after 1,100, +49 after 1,650, +40 after 2,400).
 Everything random is seeded; data order is a seeded permutation in one process.
 """
 

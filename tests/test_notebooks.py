@@ -33,10 +33,17 @@ def test_papermill_chain(tmp_path: Path):
     model_dir = build_and_save(tmp_path / "model", "xglm", ALL_SENTENCES * 3, vocab_size=300, seed=0,
                                d_model=32, layers=2, heads=4, ffn=64)
     sense = write_official_dir(tmp_path / "sense", n_pos=6, n_neg_per_lang=4)
+    translation = tmp_path / "translation"
+    translation.mkdir()
+    for task, lang in [("flores200", "de"), ("flores200", "zh"), ("wmt", "de")]:  # en is never a target
+        pairs = [{"en": ALL_SENTENCES[i], lang: ALL_SENTENCES[i + 4 * (1 + (lang == "zh") * 3)]} for i in range(4)]
+        (translation / f"{task}_en_{lang}.json").write_text(json.dumps(pairs, ensure_ascii=False), encoding="utf-8")
     overrides = [f"model.path={model_dir}", "data.source=official", f"data.official_path={sense}", f"output_root={tmp_path / 'runs'}",
                  f"figures_root={tmp_path / 'figs'}", "scoring.n_per_side=5", "activations.batch_size=4",
                  "languages=en,de,zh", "model.device=cpu", "generation.n_samples=4", "generation.batch_size=3",
-                 "generation.max_new_tokens=6", "intervention.sweep=1,1000"]
+                 "generation.max_new_tokens=6", "intervention.sweep=1,1000",
+                 f"translation.official_path={translation}", "translation.n_pairs=3", "translation.max_new_tokens=5",
+                 "translation.batch_size=2", "translation.tasks={flores200: [de, zh, ja], wmt: [de]}"]
     layout = run_stages("tiny", overrides)
     run = tmp_path / "runs" / "tiny"
     assert layout.root == run
@@ -81,6 +88,13 @@ def test_papermill_chain(tmp_path: Path):
     assert set(gens.columns) >= {"profile", "condition", "target", "n_top", "n_bottom", "sample", "text"}
     rates = pd.read_csv(figs / "fig3_main_rates.csv")
     assert rates.target.tolist() == ["en", "de", "zh"] and rates[["none", "top", "bottom", "both"]].notna().all().all()
+    # translation: tasks with files for the run's languages (en, de, zh), both conditions, 3 pairs each
+    tr = pd.read_csv(run / "generations" / "translation.csv", keep_default_na=False)
+    assert {(t, lang) for t, lang in zip(tr.task, tr.target)} == {("flores200", "de"), ("flores200", "zh"), ("wmt", "de")}
+    assert len(tr) == 3 * 2 * 3 and set(tr.columns) >= {"source", "reference", "continuation", "answer"}
+    metrics = pd.read_csv(figs / "fig6_translation.csv")
+    assert set(metrics.condition) == {"none", "both"} and metrics.n.eq(3).all() and metrics.bleu.between(0, 100).all()
+    assert (figs / "fig6_translation.png").stat().st_size > 1000
     report = (figs / "README.md").read_text()
     for name in ["fig8_ap_distribution.png", "fig1_layer_distribution.png", "fig2_overlap.png", "fig3_target_rate.png"]:
         assert name in report

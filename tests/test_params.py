@@ -29,6 +29,9 @@ def test_overrides_apply_with_types(official_dir: Path):
     assert p.generation.temperature == 1.0 and isinstance(p.generation.temperature, float)
     assert p.model.path is None and p.model.id == "org/model"
     assert p.intervention.sweep == [230]
+    q = load_params("tiny", ["translation.tasks={wmt: [de]}", "scoring.n_per_side=3"], check_files=False)
+    assert q.translation.tasks == {"wmt": ["de"]}  # a mapping param is replaced, not merged
+    assert q.scoring.unit_chunk == load_params("tiny", check_files=False).scoring.unit_chunk  # sections merge
     assert parse_overrides("a.b=1 c=x") == {"a": {"b": 1}, "c": "x"}
 
 

@@ -143,3 +143,27 @@ def plot_rate_vs_n(rates: pd.DataFrame, languages: list[str], title: str) -> plt
     ax.set_title(title + " (dotted: no intervention)")
     fig.tight_layout()
     return fig
+
+
+def plot_translation(metrics: pd.DataFrame, title: str) -> plt.Figure:
+    """Figure 6: per task, target-language rate (top) and BLEU (bottom), without vs with forcing."""
+    tasks = list(dict.fromkeys(metrics["task"]))
+    fig, axes = plt.subplots(2, len(tasks), figsize=(3.6 * len(tasks), 5.6), squeeze=False)
+    for j, task in enumerate(tasks):
+        part = metrics[metrics.task == task]
+        langs = list(dict.fromkeys(part["target"]))
+        x = np.arange(len(langs))
+        for i, (metric, label) in enumerate([("target_rate", "target-language rate (%)"), ("bleu", "BLEU")]):
+            ax = axes[i, j]
+            for k, (cond, name) in enumerate([("none", "no intervention"), ("both", "forced")]):
+                vals = part[part.condition == cond].set_index("target").reindex(langs)[metric].to_numpy()
+                ax.bar(x + (k - 0.5) * 0.4, vals, 0.4, label=name)
+            ax.set_xticks(x, langs)
+            ax.set_ylabel(label if j == 0 else "")
+            if metric == "target_rate":
+                ax.set_ylim(0, 100)
+                ax.set_title(task)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -91,3 +91,43 @@ def sample_texts(
         )
         texts.extend(tokenizer.batch_decode(out[:, len(prompt):], skip_special_tokens=True))
     return texts
+
+
+def left_pad(batch_ids: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad token lists: generation appends on the right, so every prompt must end at the edge."""
+    width = max(len(x) for x in batch_ids)
+    input_ids = torch.full((len(batch_ids), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(batch_ids), width), dtype=torch.long)
+    for i, x in enumerate(batch_ids):
+        input_ids[i, width - len(x):] = torch.tensor(x, dtype=torch.long)
+        attention_mask[i, width - len(x):] = 1
+    return input_ids.to(device), attention_mask.to(device)
+
+
+@torch.inference_mode()
+def greedy_continuations(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_new_tokens: int, batch_size: int
+) -> list[str]:
+    """Greedy continuation of each prompt (tokenized as tokenizer(prompt)), batched with left padding.
+
+    Prompts are batched by length (less padding) and returned in input order; the position ids
+    transformers derives from the attention mask keep padded and unpadded runs equal.
+    """
+    if not prompts:
+        return []
+    ids = tokenizer(prompts, add_special_tokens=True)["input_ids"]
+    order = sorted(range(len(prompts)), key=lambda i: len(ids[i]))
+    out: list[str] = [""] * len(prompts)
+    device = input_device(model)
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        input_ids, attention_mask = left_pad([ids[i] for i in rows], pad_id_of(tokenizer), device)
+        generated = model.generate(
+            input_ids=input_ids, attention_mask=attention_mask, do_sample=False, max_new_tokens=max_new_tokens,
+            eos_token_id=_eos_id(model, tokenizer), pad_token_id=pad_id_of(tokenizer), top_k=None, top_p=None,
+            temperature=None,
+        )
+        texts = tokenizer.batch_decode(generated[:, input_ids.shape[1]:], skip_special_tokens=True)
+        for i, text in zip(rows, texts):
+            out[i] = text
+    return out

@@ -20,6 +20,8 @@ import yaml
 
 from . import paths
 from .languages import LANGUAGES, check_languages
+from .textsets import DataError
+from .translation import TASKS, HubTranslationSource
 
 DATA_SOURCES = ("official", "hub", "bundled")
 MODEL_DTYPES = ("float32", "float16", "bfloat16", "auto")
@@ -106,6 +108,17 @@ class InterventionParams:
 
 
 @dataclass(frozen=True)
+class TranslationParams:
+    source: str  # official (released JSON files) | hub (rebuilt with `datasets`)
+    official_path: str  # directory of <task>_en_<lang>.json files
+    tasks: dict[str, list[str]]  # task -> target languages (paper: flores200, iwslt2017, wmt)
+    n_pairs: int  # first n source/reference pairs per task and language (paper: 100)
+    max_new_tokens: int  # paper: 128, greedy
+    batch_size: int  # prompts generated together (left-padded)
+    hub: dict[str, HubTranslationSource]  # "<task>" or "<task>/<lang>" -> where the pairs live online
+
+
+@dataclass(frozen=True)
 class Params:
     profile: str  # name of the file in params/profiles/
     description: str  # one line about the profile
@@ -120,6 +133,7 @@ class Params:
     scoring: ScoringParams
     generation: GenerationParams
     intervention: InterventionParams
+    translation: TranslationParams
 
     @property
     def run_dir(self) -> Path:
@@ -202,13 +216,22 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
     missing = [n for n in names if n not in data]
     if missing:
         raise ParamsError(f"missing param(s) {[prefix + m for m in missing]}: add them to params/common.yaml")
-    return cls(**{n: _convert(data[n], hints[n], prefix + n) for n in names})
+    values = {n: _convert(data[n], hints[n], prefix + n) for n in names}
+    try:
+        return cls(**values)
+    except DataError as e:  # a dataclass that checks itself (e.g. HubTranslationSource)
+        raise ParamsError(f"param '{where}': {e}") from e
 
 
-def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+def _merge(base: dict[str, Any], update: dict[str, Any], cls: type) -> dict[str, Any]:
+    """`update` over `base`: param sections (dataclasses) merge key by key; any other value,
+    including a mapping param such as translation.tasks, is replaced whole."""
+    hints = typing.get_type_hints(cls)
     out = dict(base)
     for k, v in update.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        tp = hints.get(k)
+        section = tp is not None and dataclasses.is_dataclass(tp)
+        out[k] = _merge(out[k], v, tp) if section and isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -254,8 +277,8 @@ def load_params(profile: str, overrides: list[str] | str = (), check_files: bool
             f"unknown profile '{profile}' (no {profile_path}): choose one of {', '.join(available_profiles())}"
         )
     merged = _read_yaml(paths.PARAMS_DIR / "common.yaml")
-    merged = _deep_merge(merged, _read_yaml(profile_path))
-    merged = _deep_merge(merged, parse_overrides(list(overrides) if not isinstance(overrides, str) else overrides))
+    merged = _merge(merged, _read_yaml(profile_path), Params)
+    merged = _merge(merged, parse_overrides(list(overrides) if not isinstance(overrides, str) else overrides), Params)
     merged["profile"] = profile
     return params_from_dict(merged, check_files=check_files)
 
@@ -300,11 +323,23 @@ def check(p: Params, check_files: bool = True) -> None:
         ("generation.max_new_tokens", p.generation.max_new_tokens),
         ("generation.temperature", p.generation.temperature),
         ("generation.batch_size", p.generation.batch_size),
+        ("translation.n_pairs", p.translation.n_pairs),
+        ("translation.max_new_tokens", p.translation.max_new_tokens),
+        ("translation.batch_size", p.translation.batch_size),
     ]:
         _positive(key, value)
     _one_of("intervention.value", p.intervention.value, FORCE_VALUES)
     if not p.intervention.sweep or min(p.intervention.sweep) <= 0:
         raise ParamsError(f"intervention.sweep = {p.intervention.sweep} must list unit counts > 0, e.g. [1, 10, 100]")
+    _one_of("translation.source", p.translation.source, ("official", "hub"))
+    for task, langs in p.translation.tasks.items():
+        if task not in TASKS:
+            raise ParamsError(f"translation.tasks has unknown task '{task}': use some of {', '.join(TASKS)}")
+        bad = [lang for lang in langs if lang not in TASKS[task]]
+        if bad:
+            raise ParamsError(f"translation.tasks.{task} lists {bad}: the task has only {list(TASKS[task])}")
+        if p.translation.source == "hub" and not any(k in p.translation.hub for k in [task, *(f"{task}/{x}" for x in langs)]):
+            raise ParamsError(f"translation.hub has no entry for '{task}': add where its pairs live online")
     if not p.model.id and not p.model.path:
         raise ParamsError("no model given: set model.id (hub id) or model.path (local directory)")
     if p.data.source == "hub":
@@ -325,6 +360,13 @@ def check(p: Params, check_files: bool = True) -> None:
             raise ParamsError(
                 f"model.path {model_dir} is not a model directory (no config.json): "
                 "fix the path, build the local model (make tiny-model), or set model.path=null to use model.id"
+            )
+    if p.translation.source == "official" and p.translation.tasks:
+        tdir = paths.resolve(p.translation.official_path)
+        if not tdir.is_dir():
+            raise ParamsError(
+                f"translation.official_path {tdir} does not exist: point it at the released translation/ "
+                "directory (../shared/data/lang_neuron_official/translation), or set translation.tasks={} to skip"
             )
     if p.data.source == "official":
         data_dir = paths.resolve(p.data.official_path)

@@ -19,7 +19,7 @@ from .report import write_report
 from .stagelog import stage_table
 
 # The papermill chain. Later stages (overlap, intervention, translation) append their notebooks here.
-STAGES: tuple[str, ...] = ("01_data_prep", "02_activations", "03_scoring", "04_analysis", "05_intervention")
+STAGES: tuple[str, ...] = ("01_data_prep", "02_activations", "03_scoring", "04_analysis", "05_intervention", "06_translation")
 
 
 def run_stages(profile: str, overrides: list[str], stages: tuple[str, ...] = STAGES, kernel: str = "python3") -> RunLayout:

@@ -66,6 +66,15 @@ def build_report(p: Params, layout: RunLayout) -> str:
                   _table(main), f"\nMean rise: **{main['rise'].mean():+.1f} points** (target-language rate, percent).\n",
                   _figure(layout, "fig4_rate_vs_n", "Target-language rate against the number of forced units per side (log axis)."),
                   _figure(layout, "fig5_top_bottom_both", "Forcing only the top-N, only the bottom-N, or both.")]
+    if (f / "fig6_translation.csv").is_file():
+        tr = pd.read_csv(f / "fig6_translation.csv")
+        wide = tr.pivot_table(index=["task", "target"], columns="condition",
+                              values=["target_rate", "bleu", "language_name_only"], sort=False)
+        wide.columns = [f"{metric} ({cond})" for metric, cond in wide.columns]
+        parts += ["## Translation prompt with forced units (Figure 6)\n",
+                  _figure(layout, "fig6_translation", "Answers to the translation prompt in the target language (top) and BLEU (bottom), without vs with the target's units forced."),
+                  "`none` = no intervention, `both` = top-N + bottom-N forced; `language_name_only` counts answers that only name a language.\n",
+                  _table(wide.reset_index()), ""]
     if (f / "fig7_examples.csv").is_file():
         ex = pd.read_csv(f / "fig7_examples.csv", keep_default_na=False)
         ex = ex.assign(text=ex["text"].str.slice(0, 160), target=ex["target"].replace("", "(none)"))

@@ -1,0 +1,77 @@
+"""The translation experiment (paper §4.3): does forcing L's units make a translation prompt answer in L?
+
+For each task and target language L, the model continues the paper's prompt greedily, once without
+intervention and once with L's top-N + bottom-N units forced. The prompt never names the target
+language, so without intervention a model may answer in any language (or just name one).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .control import Condition, units_for
+from .generation import greedy_continuations
+from .intervention import force_units, forcing_spec
+from .langid import detect_languages
+from . import paths
+from .params import Params
+from .translation import build_prompt, corpus_bleu, extract_answer, is_language_name_only, load_hub_pairs, load_official_pairs
+
+
+def run_translation(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: dict[tuple[str, str], pd.DataFrame],
+    scores: dict[str, pd.DataFrame],
+    n_per_side: int,
+    value: str,
+    max_new_tokens: int,
+    batch_size: int,
+) -> pd.DataFrame:
+    """One row per (task, target, condition, pair): source, reference, raw continuation, answer."""
+    frames = []
+    for (task, lang), table in pairs.items():
+        prompts = [build_prompt(s) for s in table["source"]]
+        for cond in (Condition("none", lang, 0, 0), Condition("both", lang, n_per_side, n_per_side)):
+            print(f"{task} {lang} {cond.name}", flush=True)
+            if cond.name == "none":
+                out = greedy_continuations(model, tokenizer, prompts, max_new_tokens, batch_size)
+            else:
+                with force_units(model, forcing_spec(units_for(scores[lang], cond), value)):
+                    out = greedy_continuations(model, tokenizer, prompts, max_new_tokens, batch_size)
+            frames.append(table.assign(task=task, target=lang, condition=cond.name, n_per_side=cond.n_per_side,
+                                       pair=range(len(table)), continuation=out,
+                                       answer=[extract_answer(c) for c in out]))
+    columns = ["task", "target", "condition", "n_per_side", "pair", "source", "reference", "continuation", "answer"]
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
+def translation_metrics(results: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, target, condition): target-language rate of the answers, corpus BLEU, and how many
+    answers are only a language name (counted apart: they must not pass as translations)."""
+    detected = results.assign(detected=detect_languages(results["answer"].fillna("").tolist()),
+                              name_only=[is_language_name_only(a) for a in results["answer"].fillna("")])
+    rows = []
+    for (task, lang, cond), g in detected.groupby(["task", "target", "condition"], sort=False):
+        rows.append({
+            "task": task, "target": lang, "condition": cond, "n": len(g),
+            "target_rate": 100 * float((g["detected"] == lang).mean()),
+            "bleu": corpus_bleu(g["answer"].fillna("").tolist(), g["reference"].tolist(), lang),
+            "language_name_only": int(g["name_only"].sum()),
+            "empty": int((g["answer"].fillna("") == "").sum()),
+        })
+    return pd.DataFrame(rows)
+
+
+def load_pairs(p: Params) -> dict[tuple[str, str], pd.DataFrame]:
+    """(task, language) -> first n source/reference pairs, for the run's languages."""
+    out = {}
+    for task, langs in p.translation.tasks.items():
+        for lang in (x for x in langs if x in p.languages):
+            if p.translation.source == "official":
+                out[(task, lang)] = load_official_pairs(paths.resolve(p.translation.official_path), task, lang, p.translation.n_pairs)
+            else:
+                spec = p.translation.hub.get(f"{task}/{lang}") or p.translation.hub[task]
+                out[(task, lang)] = load_hub_pairs(spec, lang, p.translation.n_pairs)
+    return out

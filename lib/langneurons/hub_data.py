@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from .languages import LANGUAGES, check_languages
 from .params import HubDataParams, HubSource
+from .hub_load import load_hub_split
 from .textsets import DataError, LabelledList, TextSets
 
 Pools = dict[tuple[int, str], np.ndarray]  # (source index, language) -> unique texts, first-seen order
@@ -26,23 +27,14 @@ Pools = dict[tuple[int, str], np.ndarray]  # (source index, language) -> unique 
 
 def _load_pool(src: HubSource, lang: str) -> np.ndarray:
     """Non-empty stripped texts of one dataset config, deduplicated (first occurrence kept)."""
-    import datasets  # imported here: loading it is slow and only this data source needs it
-
     if lang not in src.configs:
         raise DataError(f"data.hub source {src.id} has no config for '{lang}': add it under its `configs`")
     config = src.configs[lang]
     where = f"dataset {src.id} (config {config}, split {src.split})"
-    try:
-        ds = datasets.load_dataset(path=src.id, name=config, split=src.split)
-    except ValueError as e:  # unknown config or split: the dataset loaded, the params are wrong
-        raise DataError(f"{where} could not be read ({e}): fix that source's `configs` or `split` in data.hub") from e
-    except (OSError, datasets.exceptions.DatasetsError) as e:  # no network, not found, gated, ...
-        raise DataError(
-            f"{where} could not be loaded ({type(e).__name__}: {e}). The Hugging Face hub may be "
-            "unreachable, or the dataset gated (openlanguagedata/flores_plus needs its terms accepted "
-            "on the hub and `huggingface-cli login`). Offline, use data.source=official with "
-            "data.official_path pointing at the released sets."
-        ) from e
+    ds = load_hub_split(
+        src.id, config, src.split, fix="fix that source's `configs` or `split` in data.hub",
+        offline="use data.source=official with data.official_path pointing at the released sets.",
+    )
     if src.text_field not in ds.column_names:
         raise DataError(
             f"{where} has no column '{src.text_field}' (it has {ds.column_names}): "

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from .hub_load import load_hub_split
 from .textsets import DataError
 
 SOURCE_LANG = "en"
@@ -120,21 +121,11 @@ class HubTranslationSource:
 
 
 def _load_split(dataset_id: str, config: str, split: str) -> Any:
-    """One config's split via datasets.load_dataset, with failures turned into DataError naming the fix."""
-    import datasets  # imported here: loading it is slow and only this data source needs it
-
-    where = f"dataset {dataset_id} (config {config}, split {split})"
-    try:
-        return datasets.load_dataset(path=dataset_id, name=config, split=split)
-    except ValueError as e:  # unknown config or split: the dataset loaded, the spec is wrong
-        raise DataError(f"{where} could not be read ({e}): fix the source's config template, codes or split") from e
-    except (OSError, datasets.exceptions.DatasetsError) as e:  # no network, not found, gated, ...
-        raise DataError(
-            f"{where} could not be loaded ({type(e).__name__}: {e}). The Hugging Face hub may be "
-            "unreachable, or the dataset gated (openlanguagedata/flores_plus needs its terms accepted "
-            "on the hub and `huggingface-cli login`). Offline, use the released translation pairs: "
-            "translation.official_path pointing at the <task>_en_<lang>.json files."
-        ) from e
+    return load_hub_split(
+        dataset_id, config, split, fix="fix the source's config template, codes or split",
+        offline="use the released translation pairs: translation.official_path pointing at the "
+        "<task>_en_<lang>.json files.",
+    )
 
 
 def _column(ds: Any, name: str, where: str, k: int) -> list[Any]:

@@ -29,10 +29,15 @@ def _figure(layout: RunLayout, name: str, caption: str) -> str:
 
 
 def _depth_share(dist: pd.DataFrame) -> pd.DataFrame:
-    """Share of each side's units in the first, middle and last thirds of the depth."""
-    bins = pd.cut(dist["depth"], [-0.01, 1 / 3, 2 / 3, 1.0], labels=["first third", "middle third", "last third"])
+    """Share of each side's units in the first, middle and last thirds of the depth, next to the
+    share those blocks would get if units were spread uniformly (a 4-block model's thirds are uneven)."""
+    parts = ["first third", "middle third", "last third"]
+    bins = pd.cut(dist["depth"], [-0.01, 1 / 3, 2 / 3, 1.0], labels=parts)
     table = dist.assign(part=bins).groupby(["side", "part"], observed=False)["count"].sum().unstack()
-    return (100 * table.div(table.sum(axis=1), axis=0)).reset_index()
+    table = 100 * table.div(table.sum(axis=1), axis=0)
+    blocks = dist.drop_duplicates("block").assign(part=bins).groupby("part", observed=False).size()
+    table.loc["uniform"] = 100 * blocks / blocks.sum()
+    return table.reset_index()
 
 
 def build_report(p: Params, layout: RunLayout) -> str:

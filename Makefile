@@ -41,10 +41,13 @@ test: $(VENV)/.installed ## Run the test suite
 lab: $(VENV)/.installed ## Open the notebooks in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks/
 
+bench: $(VENV)/.installed ## Run the benchmarks in bench/ (ours vs straightforward baselines; see BENCHMARKS.md)
+	for f in bench/bench_*.py; do $(PY) $$f || exit 1; done
+
 lock: $(VENV)/.installed ## Write requirements-lock.txt: the exact versions this environment was tested with
 	$(PY) -m pip freeze --exclude-editable | grep -v '^langneurons' > requirements-lock.txt
 
 clean-runs: ## Delete run outputs (runs/)
 	rm -rf runs/
 
-.PHONY: help setup tiny-model verify-model replicate check-params test lab lock clean-runs
+.PHONY: help setup tiny-model verify-model replicate bench check-params test lab lock clean-runs

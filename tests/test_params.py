@@ -79,3 +79,12 @@ def test_cli_check_prints_resolved_params(capsys):
     assert main(["--profile", "xglm-564M", "--set", "scoring.n_per_side=5", "--check"]) == 0
     out = yaml.safe_load(capsys.readouterr().out)
     assert out["model"]["id"] == "facebook/xglm-564M" and out["scoring"]["n_per_side"] == 5
+
+
+def test_missing_translation_files_fail_or_skip(tmp_path: Path):
+    missing = f"translation.official_path={tmp_path / 'none'}"
+    with pytest.raises(ParamsError, match="translation.official_path .* does not exist"):
+        load_params("xglm-564M", [missing])
+    p = load_params("tiny", [missing])  # the offline default skips the stage instead
+    assert p.translation.skip_if_missing and p.translation.official_files_missing()
+    assert not load_params("tiny", [missing, "translation.tasks={}"]).translation.official_files_missing()

@@ -116,6 +116,10 @@ class TranslationParams:
     max_new_tokens: int  # paper: 128, greedy
     batch_size: int  # prompts generated together (left-padded)
     hub: dict[str, HubTranslationSource]  # "<task>" or "<task>/<lang>" -> where the pairs live online
+    skip_if_missing: bool  # official files absent: skip the stage (true) or fail (false)
+
+    def official_files_missing(self) -> bool:
+        return self.source == "official" and bool(self.tasks) and not paths.resolve(self.official_path).is_dir()
 
 
 @dataclass(frozen=True)
@@ -361,13 +365,12 @@ def check(p: Params, check_files: bool = True) -> None:
                 f"model.path {model_dir} is not a model directory (no config.json): "
                 "fix the path, build the local model (make tiny-model), or set model.path=null to use model.id"
             )
-    if p.translation.source == "official" and p.translation.tasks:
-        tdir = paths.resolve(p.translation.official_path)
-        if not tdir.is_dir():
-            raise ParamsError(
-                f"translation.official_path {tdir} does not exist: point it at the released translation/ "
-                "directory (../shared/data/lang_neuron_official/translation), or set translation.tasks={} to skip"
-            )
+    if p.translation.official_files_missing() and not p.translation.skip_if_missing:
+        raise ParamsError(
+            f"translation.official_path {paths.resolve(p.translation.official_path)} does not exist: point it at "
+            "the released translation/ directory (../shared/data/lang_neuron_official/translation), or set "
+            "translation.tasks={} to skip the translation stage"
+        )
     if p.data.source == "official":
         data_dir = paths.resolve(p.data.official_path)
         missing = [lang for lang in p.languages if not (data_dir / f"{lang}.json").is_file()]

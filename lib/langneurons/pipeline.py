@@ -28,6 +28,10 @@ def run_stages(profile: str, overrides: list[str], stages: tuple[str, ...] = STA
     p = load_params(profile, overrides)
     layout = RunLayout.of(p)
     save_params(p, layout.params_file)
+    if "06_translation" in stages and p.translation.official_files_missing():  # allowed by skip_if_missing
+        print(f"skipping 06_translation: no translation files at {p.translation.official_path} "
+              "(set translation.official_path to the released translation/ directory to run it)")
+        stages = tuple(s for s in stages if s != "06_translation")
     os.environ.setdefault("TQDM_MININTERVAL", "10")  # keeps progress bars from flooding saved notebooks
     for stage in stages:
         source = paths.NOTEBOOKS_DIR / f"{stage}.ipynb"

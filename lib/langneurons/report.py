@@ -71,7 +71,7 @@ def build_report(p: Params, layout: RunLayout) -> str:
                   _table(main), f"\nMean rise: **{main['rise'].mean():+.1f} points** (target-language rate, percent).\n",
                   _figure(layout, "fig4_rate_vs_n", "Target-language rate against the number of forced units per side (log axis)."),
                   _figure(layout, "fig5_top_bottom_both", "Forcing only the top-N, only the bottom-N, or both.")]
-    if (f / "fig6_translation.csv").is_file():
+    if (f / "fig6_translation.csv").is_file() and (layout.root / "generations" / "translation.csv").is_file():
         tr = pd.read_csv(f / "fig6_translation.csv")
         wide = tr.pivot_table(index=["task", "target"], columns="condition",
                               values=["target_rate", "bleu", "language_name_only"], sort=False)

@@ -76,7 +76,8 @@ def test_unknown_profile_and_cli_errors(capsys):
 
 
 def test_cli_check_prints_resolved_params(capsys):
-    assert main(["--profile", "xglm-564M", "--set", "scoring.n_per_side=5", "--check"]) == 0
+    overrides = "scoring.n_per_side=5 data.source=hub translation.tasks={}"  # no files needed: runs without ../shared
+    assert main(["--profile", "xglm-564M", "--set", overrides, "--check"]) == 0
     out = yaml.safe_load(capsys.readouterr().out)
     assert out["model"]["id"] == "facebook/xglm-564M" and out["scoring"]["n_per_side"] == 5
 

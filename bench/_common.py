@@ -80,3 +80,12 @@ def write_results(name: str, payload: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"benchmark": name, "machine": machine(), **payload}, indent=2, default=str) + "\n")
     return path
+
+
+def finish(name: str, quick: bool, payload: dict[str, Any]) -> Path:
+    """Say which machine measured, and save bench/results/<name>[_quick].json."""
+    m = machine()
+    print(f"machine: nproc={m['nproc']}, {m['cpu_model']}, torch {m['torch']}, {m['torch_threads']} threads")
+    path = write_results(f"{name}_quick" if quick else name, {"quick": quick, **payload})
+    print(f"wrote {path}")
+    return path

@@ -21,7 +21,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, print_table, timed, write_results  # noqa: E402
+from _common import RESULTS, finish, print_table, timed  # noqa: E402
 from _models import load  # noqa: E402
 
 from langneurons.activations import collect_activations  # noqa: E402
@@ -130,14 +130,11 @@ def main() -> None:
     print(f"activations: 6 lists x ({n_pos} pos + 5x{n_pos} neg) = {n_rows} rows, {n_unique} unique texts; "
           f"ours batch {args.batch_size}; median of {repeats}")
     print_table(rows)
-    m = machine()
-    print(f"machine: nproc={m['nproc']}, {m['cpu_model']}, torch {m['torch']}, {m['torch_threads']} threads")
-    path = write_results("activations_quick" if args.quick else "activations", {
-        "quick": args.quick, "sizes": {"n_pos": n_pos, "pool_factor": pool_factor, "rows": n_rows, "unique": n_unique,
+    finish("activations", args.quick, {
+        "sizes": {"n_pos": n_pos, "pool_factor": pool_factor, "rows": n_rows, "unique": n_unique,
                                        "batch_size": args.batch_size, "seq_len": SEQ_LEN},
         "repeats": repeats, "target_ratio": 5, "target_max_abs_diff": 1e-4, "results": records,
     })
-    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import torch
 from sklearn.metrics import average_precision_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, print_table, timed, write_results  # noqa: E402
+from _common import finish, print_table, timed  # noqa: E402
 
 from langneurons.ap import average_precision  # noqa: E402
 
@@ -67,17 +67,14 @@ def main() -> None:
     print_table(rows)
     print(f"ratio (baseline / ours): {ratio:,.1f}x   [baseline EXTRAPOLATED linearly from {subset} units]")
     print(f"max |ours - sklearn| on the {subset}-unit subset: {max_diff:.3g} (target <= 1e-12)")
-    m = machine()
-    print(f"machine: nproc={m['nproc']}, {m['cpu_model']}, torch {m['torch']}, {m['torch_threads']} threads")
-    path = write_results("ap_quick" if args.quick else "ap", {
-        "quick": args.quick, "sizes": {"n_texts": n_texts, "n_units": n_units, "n_pos": n_pos, "n_dup_rows": n_dup,
+    finish("ap", args.quick, {
+        "sizes": {"n_texts": n_texts, "n_units": n_units, "n_pos": n_pos, "n_dup_rows": n_dup,
                                        "baseline_subset_units": subset},
         "baseline_extrapolated": True, "repeats": {"ours": repeats, "baseline": base_repeats},
         "ours_times_s": ours_all, "baseline_subset_times_s": base_all,
         "ours_median_s": ours_s, "baseline_subset_median_s": base_sub_s, "baseline_extrapolated_s": base_s,
         "ratio": ratio, "max_abs_diff_vs_sklearn": max_diff, "target_ratio": 100, "target_max_diff": 1e-12,
     })
-    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, print_table, timed, write_results  # noqa: E402
+from _common import finish, print_table, timed  # noqa: E402
 from _models import load  # noqa: E402
 
 from langneurons.activations import MeanPoolHooks, mean_responses, pad_id_of, tokenize  # noqa: E402
@@ -127,14 +127,11 @@ def main() -> None:
     print(f"generation: {max_new} new tokens, T={TEMPERATURE}, no top-k/top-p, under force_units (top 5% 'de' units "
           f"at on_p50); baseline = hand loop with KV cache, 1 sample at a time; ours batch {batch}; median of {repeats}")
     print_table(rows)
-    m = machine()
-    print(f"machine: nproc={m['nproc']}, {m['cpu_model']}, torch {m['torch']}, {m['torch_threads']} threads")
-    path = write_results("generation_quick" if args.quick else "generation", {
-        "quick": args.quick, "sizes": {"max_new_tokens": max_new, "temperature": TEMPERATURE, "batch": batch},
+    finish("generation", args.quick, {
+        "sizes": {"max_new_tokens": max_new, "temperature": TEMPERATURE, "batch": batch},
         "baseline": "hand-written loop, one sample at a time, KV cache via past_key_values",
         "repeats": repeats, "target_ratio": 10, "results": records,
     })
-    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

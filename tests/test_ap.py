@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score
 
-from langneurons.ap import average_precision, expertise, quantile_sorted
+from langneurons.ap import average_precision, expertise, float16_from_keys, float16_keys, quantile_sorted
 
 
 def _sklearn(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -73,3 +73,25 @@ def test_nan_is_an_error():
     scores[0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         average_precision(scores, torch.tensor([1, 0, 0, 1]))
+
+
+def test_float16_keys_order_like_the_values():
+    values = np.array([-np.inf, -65504, -1.5, -1e-7, -0.0, 0.0, 6e-8, 1.0, 2.0, 65504, np.inf], dtype=np.float16)
+    keys = float16_keys(torch.from_numpy(values)).numpy()
+    assert (np.diff(keys.astype(np.int32)) > 0).sum() == len(values) - 2  # strictly increasing except -0 == +0
+    assert keys[4] == keys[5] == 0
+    back = float16_from_keys(torch.from_numpy(keys)).numpy()
+    assert np.array_equal(back, values)  # -0.0 == +0.0 compares equal
+
+
+def test_float16_radix_path_equals_float32_path_and_sklearn():
+    rng = np.random.default_rng(3)
+    labels = rng.random(700) < 0.2
+    scores = np.round(rng.standard_normal((700, 60)), 1).astype(np.float16)
+    scores[:40, :5] = -0.0  # signed zeros must tie with +0.0
+    scores[40:80, :5] = 0.0
+    half = expertise(torch.from_numpy(scores), torch.from_numpy(labels))
+    full = expertise(torch.from_numpy(scores.astype(np.float32)), torch.from_numpy(labels))
+    for key in half:
+        np.testing.assert_array_equal(half[key].numpy(), full[key].numpy())
+    assert np.abs(half["ap"].numpy() - _sklearn(scores, labels)).max() <= 1e-12

@@ -10,11 +10,46 @@ Ties are handled exactly by ">=". Both counts come from sorting each unit's posi
 responses and a batched binary search; the same sorted responses give the medians (on_p50) that
 the intervention forces units to. Work is done in [units, texts] layout, where sorting along the
 contiguous last dimension is fast.
+
+Sorting is most of the cost. float16 responses on the CPU (how large models' activations are
+stored) are sorted as 16-bit integer keys with the same order, which numpy sorts with a radix sort
+(linear time, ~10x faster than comparing floats); everything else uses torch.sort.
 """
 
 from __future__ import annotations
 
 import torch
+
+
+def float16_keys(x: torch.Tensor) -> torch.Tensor:
+    """int16 keys that order like the float16 values (-0.0 and +0.0 get the same key).
+
+    Non-negative floats already order like their bit patterns; for negative ones the magnitude
+    bits are flipped so that larger magnitudes give smaller keys.
+    """
+    bits = x.view(torch.int16)
+    sign = bits >> 15  # 0 for +, -1 for -
+    return (bits ^ (sign & 0x7FFF)) - sign
+
+
+def float16_from_keys(keys: torch.Tensor) -> torch.Tensor:
+    """Inverse of float16_keys (a -0.0 comes back as +0.0, which compares equal)."""
+    sign = keys >> 15
+    return ((keys + sign) ^ (sign & 0x7FFF)).view(torch.float16)
+
+
+def sort_rows(x: torch.Tensor) -> torch.Tensor:
+    """Each row sorted ascending: int16 keys for float16 on the CPU, the values otherwise."""
+    if x.dtype == torch.float16 and x.device.type == "cpu":
+        keys = float16_keys(x).numpy()
+        keys.sort(axis=1, kind="stable")  # numpy uses a radix sort for 16-bit integers
+        return torch.from_numpy(keys)
+    return torch.sort(x, dim=1).values
+
+
+def sorted_values(sorted_rows: torch.Tensor) -> torch.Tensor:
+    """The float values of rows returned by sort_rows."""
+    return float16_from_keys(sorted_rows) if sorted_rows.dtype == torch.int16 else sorted_rows
 
 
 def _split_sorted(scores: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,8 +61,8 @@ def _split_sorted(scores: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Ten
         raise ValueError("labels must contain both positives and negatives: AP is undefined otherwise")
     if torch.isnan(scores).any():
         raise ValueError("scores contain NaN: AP is undefined (check the activation matrix)")
-    pos = torch.sort(scores[labels].T.contiguous(), dim=1).values
-    neg = torch.sort(scores[~labels].T.contiguous(), dim=1).values
+    pos = sort_rows(scores[labels].T.contiguous())
+    neg = sort_rows(scores[~labels].T.contiguous())
     return pos, neg
 
 
@@ -46,11 +81,12 @@ def average_precision(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
 
 
 def quantile_sorted(sorted_rows: torch.Tensor, q: float) -> torch.Tensor:
-    """numpy's default (linear) quantile of each row of an ascending-sorted [rows, n] tensor."""
+    """numpy's default (linear) quantile of each row of rows returned by sort_rows (or sorted values)."""
     pos = q * (sorted_rows.shape[1] - 1)
     lo = int(pos)
     hi = min(lo + 1, sorted_rows.shape[1] - 1)
-    low, high = sorted_rows[:, lo].double(), sorted_rows[:, hi].double()
+    low = sorted_values(sorted_rows[:, lo]).double()
+    high = sorted_values(sorted_rows[:, hi]).double()
     return low + (high - low) * (pos - lo)
 
 
@@ -65,6 +101,6 @@ def expertise(scores: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Ten
         "ap": _ap_sorted(pos, neg),
         "on_p50": quantile_sorted(pos, 0.5),
         "on_p90": quantile_sorted(pos, 0.9),
-        "off_mean": neg.double().mean(dim=1),
+        "off_mean": sorted_values(neg).double().mean(dim=1),
         "off_p50": quantile_sorted(neg, 0.5),
     }

@@ -29,8 +29,8 @@ tiny-model: $(VENV)/.installed ## Retrain the embedded default model (models/tin
 verify-model: $(VENV)/.installed ## Check models/tiny against its SHA-256 manifest
 	cd models/tiny && sha256sum -c SHA256SUMS
 
-replicate: $(VENV)/.installed ## Run the notebooks: PROFILE=<name> SET="key=value ..."
-	$(PY) -m langneurons.pipeline --profile $(PROFILE) --set "$(SET)" $(if $(STAGES),--stages $(STAGES))
+replicate: $(VENV)/.installed ## Run the notebooks (finished stages are reused): PROFILE=<name> SET="key=value ..." FORCE=1
+	$(PY) -m langneurons.pipeline --profile $(PROFILE) --set "$(SET)$(if $(filter 1 true yes,$(FORCE)), force=true)" $(if $(STAGES),--stages $(STAGES))
 
 check-params: $(VENV)/.installed ## Resolve and print the params of PROFILE with SET, without running anything
 	$(PY) -m langneurons.pipeline --profile $(PROFILE) --set "$(SET)" --check

@@ -20,14 +20,15 @@ from langneurons.scoring import (
 )
 
 
-def _memmap(tmp_path: Path, data: np.ndarray) -> np.ndarray:
+def _matrix_file(tmp_path: Path, data: np.ndarray) -> Path:
     np.save(tmp_path / "m.npy", data)
-    return np.load(tmp_path / "m.npy", mmap_mode="r")
+    return tmp_path / "m.npy"
 
 
 def test_chunked_scores_equal_sklearn_and_each_other(tmp_path: Path):
     rng = np.random.default_rng(0)
-    matrix = _memmap(tmp_path, rng.integers(0, 8, size=(60, 37)).astype(np.float32))
+    data = rng.integers(0, 8, size=(60, 37)).astype(np.float32)
+    matrix = _matrix_file(tmp_path, data)
     rows = np.array([0, 1, 2, 3, 2, 10, 11, 12, 13, 14, 15, 16, 40, 41])  # a duplicated text (row 2)
     labels = np.array([1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0], dtype=bool)
     sets = {"de": LabelledRows(rows, labels), "ja": LabelledRows(rows[::-1].copy(), labels[::-1].copy())}
@@ -35,7 +36,7 @@ def test_chunked_scores_equal_sklearn_and_each_other(tmp_path: Path):
     many = score_units(matrix, sets, unit_chunk=5)
     for lang in sets:
         pd.testing.assert_frame_equal(one[lang], many[lang])
-    x = np.asarray(matrix)[rows]
+    x = data[rows]
     expected = [average_precision_score(labels, x[:, j]) for j in range(37)]
     np.testing.assert_allclose(one["de"]["ap"], expected, atol=1e-12)
     np.testing.assert_allclose(one["de"]["on_p50"], np.median(x[labels], axis=0), atol=1e-6)

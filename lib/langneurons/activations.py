@@ -9,11 +9,15 @@ an unpadded run.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -21,11 +25,13 @@ import torch
 from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .atomic import atomic_path, write_json, write_parquet
-from .models import input_device
+from .atomic import write_json, write_parquet
+from .faults import crash_point
+from .models import input_device, out_of_memory_hint
 from .units import LinearModule, find_blocks, find_linear_modules, units_table
 
 MATRIX_FILE = "activations.npy"
+PROGRESS_FILE = "progress.json"
 META_FILE = "meta.json"
 UNITS_FILE = "units.parquet"
 TOKENS_FILE = "token_counts.parquet"
@@ -112,6 +118,34 @@ def mean_responses(
     return hooks.buffer
 
 
+def _open_partial(
+    work_dir: Path, shape: tuple[int, int], dtype: type, kept: np.ndarray, identity: dict
+) -> tuple[np.memmap, int]:
+    """The partial matrix and how many batches it already holds (0 when starting afresh).
+
+    The progress record names what the batches were computed from (`identity`: texts, batch
+    size, ...); if anything differs, the partial matrix is discarded.
+    """
+    matrix_path, progress_path = work_dir / MATRIX_FILE, work_dir / PROGRESS_FILE
+    try:
+        progress = json.loads(progress_path.read_text())
+        if progress["identity"] == identity:
+            matrix = np.load(matrix_path, mmap_mode="r+")
+            if matrix.shape == shape and matrix.dtype == dtype:
+                print(f"resuming activation collection after batch {progress['batches_done']} "
+                      f"(of {identity['n_batches']}) from {work_dir}")
+                return matrix, int(progress["batches_done"])
+    except (OSError, ValueError, KeyError):
+        pass  # no usable progress: start afresh
+    work_dir.mkdir(parents=True, exist_ok=True)
+    progress_path.unlink(missing_ok=True)
+    matrix = np.lib.format.open_memmap(matrix_path, mode="w+", dtype=dtype, shape=shape)
+    matrix[~kept] = np.nan
+    matrix.flush()
+    write_json(progress_path, {"identity": identity, "batches_done": 0})
+    return matrix, 0
+
+
 def collect_activations(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -121,32 +155,48 @@ def collect_activations(
     batch_size: int,
     storage_dtype: str = "float32",
     provenance: dict | None = None,
+    work_dir: Path | None = None,
 ) -> Path:
     """Run every text once and store the [texts x units] matrix (row = text_id) under out_dir.
 
     Writes activations.npy (memory-mapped, filled batch by batch; rows of dropped texts are NaN),
     units.parquet, token_counts.parquet and meta.json (with `provenance`, e.g. the model id and
     revision, recorded as given). Returns the matrix path.
+
+    The matrix is filled in `work_dir` (default: a folder beside out_dir) with a progress record
+    after every batch; a run interrupted at any point resumes from the last completed batch and
+    gives the same matrix as an uninterrupted one. It is moved to out_dir only when complete.
     """
     modules = find_linear_modules(model)
     _, blocks = find_blocks(model)
     device = input_device(model)
     tok = tokenize(tokenizer, texts, seq_len)
+    if texts and not tok.kept.any():
+        shortest = min(len(x) for x in tok.ids)
+        raise ValueError(f"all {len(texts)} texts are longer than activations.seq_len={seq_len} tokens "
+                         f"(the shortest has {shortest}): raise activations.seq_len or use shorter texts")
     hooks = MeanPoolHooks(modules, model, device)
     order = [i for i in sorted(range(len(texts)), key=lambda i: -len(tok.ids[i])) if tok.kept[i]]  # longest first
+    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    identity = {"n_texts": len(texts), "n_units": hooks.n_units, "seq_len": seq_len, "batch_size": batch_size,
+                "storage_dtype": storage_dtype, "n_batches": len(batches),
+                "texts_sha256": hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest()}
     out_dir.mkdir(parents=True, exist_ok=True)
-    matrix_path = out_dir / MATRIX_FILE
+    work_dir = work_dir or out_dir.parent / f".{out_dir.name}.partial"
+    matrix, done = _open_partial(work_dir, (len(texts), hooks.n_units), _STORAGE[storage_dtype], tok.kept, identity)
     pad_id = pad_id_of(tokenizer)
-    with atomic_path(matrix_path) as tmp:
-        matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=_STORAGE[storage_dtype], shape=(len(texts), hooks.n_units))
-        matrix[~tok.kept] = np.nan
-        with hooks.attached():
-            for start in tqdm(range(0, len(order), batch_size), desc="activations", unit="batch"):
-                rows = order[start:start + batch_size]
-                pooled = mean_responses(model, hooks, [tok.ids[i] for i in rows], pad_id)
-                matrix[np.array(rows)] = pooled.cpu().numpy().astype(matrix.dtype)
-        matrix.flush()
-        del matrix
+    with hooks.attached(), out_of_memory_hint("activations.batch_size", batch_size):
+        for b in tqdm(range(done, len(batches)), desc="activations", unit="batch", initial=done, total=len(batches)):
+            rows = batches[b]
+            pooled = mean_responses(model, hooks, [tok.ids[i] for i in rows], pad_id)
+            matrix[np.array(rows)] = pooled.cpu().numpy().astype(matrix.dtype)
+            matrix.flush()  # on disk before the progress record says so
+            write_json(work_dir / PROGRESS_FILE, {"identity": identity, "batches_done": b + 1})
+            crash_point("activations", b + 1)
+    del matrix
+    matrix_path = out_dir / MATRIX_FILE
+    os.replace(work_dir / MATRIX_FILE, matrix_path)
+    shutil.rmtree(work_dir, ignore_errors=True)
     write_parquet(out_dir / UNITS_FILE, units_table(modules, len(blocks)))
     write_parquet(out_dir / TOKENS_FILE, pd.DataFrame({
         "text_id": np.arange(len(texts)), "n_tokens": [len(x) for x in tok.ids], "kept": tok.kept,
@@ -159,6 +209,48 @@ def collect_activations(
         "provenance": provenance or {},
     })
     return matrix_path
+
+
+def _npy_layout(f: BinaryIO) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Shape, dtype and data offset of an open .npy file (C order only, as we write them)."""
+    version = np.lib.format.read_magic(f)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran_order, dtype = read_header(f)
+    if fortran_order:
+        raise ValueError(f"{getattr(f, 'name', 'matrix')} is stored in Fortran order; expected C order")
+    return shape, dtype, f.tell()
+
+
+def matrix_shape(matrix_path: Path) -> tuple[int, int]:
+    """(texts, units) of the stored matrix, from its header."""
+    with open(matrix_path, "rb") as f:
+        shape, _, _ = _npy_layout(f)
+    return shape[0], shape[1]
+
+
+def read_columns(matrix_path: Path, start: int, stop: int) -> np.ndarray:
+    """Columns [start, stop) of the stored [texts x units] matrix, for all rows.
+
+    Read with one pread per row into a fresh array rather than through a memory map: pages of a
+    memory map count as the process's resident memory while mapped (the kernel maps whole cached
+    folios around each access), so a map over a 24 GB matrix can grow resident memory to gigabytes
+    even when only a narrow column chunk is used. A short read (truncated file) is an error.
+    """
+    with open(matrix_path, "rb") as f:
+        (n_rows, n_cols), dtype, offset = _npy_layout(f)
+        if not 0 <= start <= stop <= n_cols:
+            raise IndexError(f"columns [{start}, {stop}) outside the matrix's {n_cols} columns")
+        out = np.empty((n_rows, stop - start), dtype=dtype)
+        row_bytes, item = n_cols * dtype.itemsize, dtype.itemsize
+        fd = f.fileno()
+        if stop - start == n_cols:  # whole rows: one contiguous read
+            spans = [(out.reshape(-1), offset)]
+        else:
+            spans = [(out[i], offset + i * row_bytes + start * item) for i in range(n_rows)]
+        for buf, at in spans:
+            if os.preadv(fd, [buf], at) != buf.nbytes:
+                raise ValueError(f"{matrix_path} is truncated (expected {n_rows} x {n_cols} {dtype}): rerun notebook 02")
+    return out
 
 
 def load_activations(out_dir: Path) -> tuple[np.ndarray, pd.DataFrame, dict]:

@@ -9,8 +9,11 @@ first and last few blocks, and that languages share fewer than 5% of them.
 from __future__ import annotations
 
 from itertools import product
+from pathlib import Path
 
 import pandas as pd
+
+from .atomic import write_csv
 
 SIDES = ("top", "bottom")
 
@@ -51,3 +54,21 @@ def max_offdiagonal_overlap(table: pd.DataFrame) -> float:
     """The largest overlap between two different languages, in percent of N (paper: < 5%)."""
     off = table[table.language_a != table.language_b]
     return float(off["percent_of_n"].max()) if len(off) else 0.0
+
+
+ANALYSIS_TABLES = ("layer_distribution", "layer_kinds", "overlap")
+
+
+def analyse(selections: dict[str, pd.DataFrame], n_blocks: int) -> dict[str, pd.DataFrame]:
+    """All tables of this stage: per-block counts, per-kind counts, pairwise overlap."""
+    return {"layer_distribution": layer_distribution(selections, n_blocks),
+            "layer_kinds": kind_distribution(selections).reset_index(), "overlap": overlap(selections)}
+
+
+def write_analysis(tables: dict[str, pd.DataFrame], folder: Path) -> None:
+    for name in ANALYSIS_TABLES:
+        write_csv(folder / f"{name}.csv", tables[name])
+
+
+def read_analysis(folder: Path) -> dict[str, pd.DataFrame]:
+    return {name: pd.read_csv(folder / f"{name}.csv") for name in ANALYSIS_TABLES}

@@ -10,13 +10,17 @@ and one `none` condition without intervention, shared by all languages.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from .atomic import write_parquet
+from .faults import crash_point
 from .generation import sample_texts
 from .intervention import force_units, forcing_spec
+from .models import out_of_memory_hint
 from .params import GenerationParams
 
 
@@ -59,25 +63,45 @@ def run_conditions(
     gen: GenerationParams,
     value: str,
     progress: bool = True,
+    parts_dir: Path | None = None,
 ) -> pd.DataFrame:
     """Generate gen.n_samples texts per condition; one row per text.
 
-    Every condition uses the same seeds, so conditions differ only by the forcing.
+    Every condition uses the same seeds, so conditions differ only by the forcing. With `parts_dir`,
+    each finished condition is saved there and reused by a rerun (after an interruption) instead of
+    being generated again; the caller keys the folder by everything the texts depend on.
     """
     frames = []
     for i, cond in enumerate(conditions):
+        part = parts_dir / f"{i:04d}.parquet" if parts_dir else None
+        if part is not None and part.is_file():
+            try:
+                frames.append(pd.read_parquet(part))
+                continue
+            except (OSError, ValueError):
+                pass  # unreadable part: generate it again
         if progress:
             print(f"[{i + 1}/{len(conditions)}] {cond.name} {cond.target or '-'} N={cond.n_per_side}", flush=True)
         args = dict(n_samples=gen.n_samples, max_new_tokens=gen.max_new_tokens, temperature=gen.temperature,
                     top_k=gen.top_k, top_p=gen.top_p, seed=gen.first_seed, batch_size=gen.batch_size)
-        if cond.name == "none":
-            texts = sample_texts(model, tokenizer, **args)
-        else:
-            with force_units(model, forcing_spec(units_for(scores[cond.target], cond), value)):
+        with out_of_memory_hint("generation.batch_size", gen.batch_size):
+            if cond.name == "none":
                 texts = sample_texts(model, tokenizer, **args)
-        frames.append(pd.DataFrame({
+            else:
+                with force_units(model, forcing_spec(units_for(scores[cond.target], cond), value)):
+                    texts = sample_texts(model, tokenizer, **args)
+        frame = pd.DataFrame({
             "condition": cond.name, "target": cond.target, "n_top": cond.n_top, "n_bottom": cond.n_bottom,
             "sample": np.arange(gen.n_samples), "batch_seed": gen.first_seed + np.arange(gen.n_samples) // gen.batch_size,
             "text": texts,
-        }))
+        })
+        if part is not None:
+            write_parquet(part, frame)
+        frames.append(frame)
+        crash_point("generation", i + 1)
     return pd.concat(frames, ignore_index=True)
+
+
+def read_generations(path: Path) -> pd.DataFrame:
+    """A saved generations table; texts stay strings (a generated "NA" or "" is not a missing value)."""
+    return pd.read_csv(path, keep_default_na=False)

@@ -41,3 +41,11 @@ class RunLayout:
     @property
     def selection(self) -> Path:
         return self.root / "selection"
+
+    @property
+    def analysis(self) -> Path:
+        return self.root / "analysis"
+
+    @property
+    def generations(self) -> Path:
+        return self.root / "generations"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from . import paths
 from .params import ModelParams
@@ -52,12 +54,49 @@ def load_model(mp: ModelParams) -> tuple[PreTrainedModel, PreTrainedTokenizerBas
             else "the hub may be unreachable (offline?) or the model gated (accept its licence, log in): "
             "offline, use the default profile (make replicate) or model.path=<local dir>"
         )
-        raise ModelLoadError(f"could not load model {source!r}: {hint}. ({e})") from e
+        cause = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(f"could not load model {source!r}: {hint}. ({cause})") from e
+    check_causal(model.config, source)
     if mp.device_map is None:
         model = model.to(resolve_device(mp.device))
     return model.eval(), tokenizer
 
 
+def check_causal(config: PretrainedConfig, source: str) -> None:
+    """Refuse encoders and encoder-decoders that AutoModelForCausalLM would still load (e.g. BERT).
+
+    transformers maps BERT-like configs to an LM-head class, so loading alone does not tell; the
+    architecture the checkpoint was saved with does.
+    """
+    saved = list(getattr(config, "architectures", None) or [])
+    causal = [a for a in saved if a.endswith(("ForCausalLM", "LMHeadModel"))]
+    if getattr(config, "is_encoder_decoder", False) or (saved and not causal):
+        raise ModelLoadError(
+            f"{source} is not a causal (decoder) language model (saved as {', '.join(saved) or config.model_type}): "
+            "langneurons needs one, e.g. XGLM, BLOOM, Llama"
+        )
+
+
 def input_device(model: PreTrainedModel) -> torch.device:
     """Where inputs go: the device of the input embeddings (also right under device_map)."""
     return model.get_input_embeddings().weight.device
+
+
+class DeviceOutOfMemoryError(RuntimeError):
+    """A batch did not fit in the device's memory: the message names the batch-size param to lower."""
+
+
+@contextmanager
+def out_of_memory_hint(param: str, batch_size: int) -> Iterator[None]:
+    """Turn an out-of-memory error inside the block into one that says which param to lower."""
+    try:
+        yield
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+        text = str(e).lower()
+        if not isinstance(e, (torch.OutOfMemoryError, MemoryError)) and "out of memory" not in text \
+                and "can't allocate memory" not in text:
+            raise
+        raise DeviceOutOfMemoryError(
+            f"out of memory with {param}={batch_size}: lower it, e.g. SET=\"{param}={max(1, batch_size // 2)}\" "
+            "(finished work is kept; the rerun resumes)"
+        ) from e

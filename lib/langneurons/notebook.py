@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .cache import StageCache
 from .layout import RunLayout
 from .params import Params, load_params, params_from_dict, save_params
 from .stagelog import Stage
@@ -22,3 +23,10 @@ def setup(stage: str, profile: str, overrides: list[str], params: dict[str, Any]
     print(f"model {p.model.path or p.model.id} | data {p.data.source} | languages {','.join(p.languages)}")
     print(f"outputs in {layout.root}")
     return p, layout, Stage(stage, layout.root)
+
+
+def stage_cache(stage: Stage, p: Params, layout: RunLayout) -> StageCache:
+    """The stage's cache: says whether its outputs are reused, and records them when computed."""
+    cache = StageCache(stage.name, p, layout, force=p.force)
+    stage.reused = cache.hit
+    return cache

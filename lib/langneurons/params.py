@@ -129,6 +129,7 @@ class Params:
     report_note: str  # said at the top of the report page (e.g. "a tiny stand-in model, not the paper's")
     languages: list[str]  # target languages, subset of en de fr es zh ja
     seed: int  # global seed for anything random not covered by a more specific seed
+    force: bool  # recompute every stage even when its cached outputs match (make replicate FORCE=1)
     output_root: str  # runs go to <output_root>/<profile>/
     figures_root: str  # paper figures go to <figures_root>/<profile>/
     model: ModelParams

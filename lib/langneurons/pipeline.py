@@ -22,6 +22,10 @@ from .stagelog import stage_table
 STAGES: tuple[str, ...] = ("01_data_prep", "02_activations", "03_scoring", "04_analysis", "05_intervention", "06_translation")
 
 
+class StageError(RuntimeError):
+    """A notebook failed; the message is one line naming the stage and the cause."""
+
+
 def run_stages(profile: str, overrides: list[str], stages: tuple[str, ...] = STAGES, kernel: str = "python3") -> RunLayout:
     import papermill  # heavy import: only once params are known to be good
 
@@ -38,10 +42,16 @@ def run_stages(profile: str, overrides: list[str], stages: tuple[str, ...] = STA
         target = layout.notebooks / f"{stage}.ipynb"
         target.parent.mkdir(parents=True, exist_ok=True)
         print(f"[{time.strftime('%H:%M:%S')}] {stage} -> {target}", flush=True)
-        papermill.execute_notebook(
-            str(source), str(target), kernel_name=kernel, cwd=str(paths.NOTEBOOKS_DIR), progress_bar=False,
-            parameters={"profile": profile, "overrides": list(overrides), "params": p.to_dict()},
-        )
+        try:
+            papermill.execute_notebook(
+                str(source), str(target), kernel_name=kernel, cwd=str(paths.NOTEBOOKS_DIR), progress_bar=False,
+                parameters={"profile": profile, "overrides": list(overrides), "params": p.to_dict()},
+            )
+        except papermill.PapermillExecutionError as e:
+            raise StageError(f"{stage} failed: {e.ename}: {e.evalue.strip()} (full traceback: {target})") from e
+        except Exception as e:  # the kernel died (killed, out of memory) or could not start
+            raise StageError(f"{stage} stopped: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''} "
+                             f"(partial notebook: {target}). Finished work is kept: rerun to resume") from e
     print(f"report: {write_report(p, layout)}")
     print(stage_table(layout.root).to_string(index=False))
     return layout
@@ -68,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except StageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,6 +1,6 @@
 """Expertise scoring: per language, the AP of every unit and the statistics used to force it.
 
-The [texts x units] matrix is read in column chunks straight from the memory map, so peak memory
+The [texts x units] matrix is read in column chunks straight from its file, so peak memory
 depends on the chunk size, not on the model size. Each chunk is scored for every language at once.
 """
 
@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
 
+from .activations import matrix_shape, read_columns
 from .ap import expertise
 from .atomic import write_csv, write_parquet
 from .layout import RunLayout
@@ -50,15 +52,18 @@ def _chunk_stats(block: torch.Tensor, lr: LabelledRows) -> dict[str, torch.Tenso
 
 
 def score_units(
-    matrix: np.ndarray, sets: dict[str, LabelledRows], unit_chunk: int, device: torch.device | str = "cpu"
+    matrix_path: Path, sets: dict[str, LabelledRows], unit_chunk: int, device: torch.device | str = "cpu"
 ) -> dict[str, pd.DataFrame]:
-    """Per language: a [units] table of ap, on_p50, on_p90, off_mean, off_p50 (float64)."""
-    n_units = matrix.shape[1]
+    """Per language: a [units] table of ap, on_p50, on_p90, off_mean, off_p50 (float64).
+
+    Reads `unit_chunk` columns of the stored matrix at a time (see activations.read_columns).
+    """
+    n_units = matrix_shape(matrix_path)[1]
     out = {lang: {c: np.empty(n_units, dtype=np.float64) for c in STAT_COLUMNS} for lang in sets}
     for start in tqdm(range(0, n_units, unit_chunk), desc="AP", unit="chunk"):
         stop = min(start + unit_chunk, n_units)
-        block = torch.from_numpy(np.array(matrix[:, start:stop])).to(device)  # reads one chunk from disk
-        if block.dtype == torch.float16:
+        block = torch.from_numpy(read_columns(matrix_path, start, stop)).to(device)
+        if block.dtype == torch.float16 and block.device.type != "cpu":
             block = block.float()  # exact: every float16 is a float32, ties preserved
         for lang, lr in sets.items():
             for col, values in _chunk_stats(block, lr).items():
@@ -71,17 +76,21 @@ def scores_table(units: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([units.reset_index(drop=True), stats.reset_index(drop=True)], axis=1)
 
 
+def check_n_per_side(n_per_side: int, n_units: int) -> None:
+    """N top + N bottom units must exist (checked before scoring, so nothing is computed in vain)."""
+    if n_per_side < 1 or 2 * n_per_side > n_units:
+        raise SelectionError(
+            f"scoring.n_per_side={n_per_side} needs {2 * n_per_side} units but the model has {n_units}: "
+            f"use 1 <= scoring.n_per_side <= {n_units // 2}"
+        )
+
+
 def select_units(scores: pd.DataFrame, n_per_side: int) -> pd.DataFrame:
     """Top-N (highest AP: fire for the language) and bottom-N (lowest AP: fire for all but it).
 
     Ties are broken by matrix column (stable sort), so the selection is deterministic.
     """
-    n_units = len(scores)
-    if 2 * n_per_side > n_units:
-        raise SelectionError(
-            f"scoring.n_per_side={n_per_side} needs {2 * n_per_side} units but the model has {n_units}: "
-            f"use scoring.n_per_side <= {n_units // 2}"
-        )
+    check_n_per_side(n_per_side, len(scores))
     ap = scores["ap"].to_numpy()
     top = np.argsort(-ap, kind="stable")[:n_per_side]
     bottom = np.argsort(ap, kind="stable")[:n_per_side]
@@ -116,13 +125,13 @@ def threshold_counts(scores_by_lang: dict[str, pd.DataFrame], thresholds: list[f
 
 
 def score_language_sets(
-    matrix: np.ndarray, units: pd.DataFrame, text_sets: TextSets, languages: list[str], unit_chunk: int,
+    matrix_path: Path, units: pd.DataFrame, text_sets: TextSets, languages: list[str], unit_chunk: int,
     device: torch.device | str = "cpu",
 ) -> dict[str, pd.DataFrame]:
     """Scores table (units + ap, on_p50, ...) per language; texts dropped as too long are left out."""
-    kept = ~np.isnan(matrix[:, 0])  # dropped texts have NaN rows
+    kept = ~np.isnan(read_columns(matrix_path, 0, 1)[:, 0])  # dropped texts have NaN rows
     sets = {lang: labelled_rows(text_sets, lang, kept) for lang in languages}
-    stats = score_units(matrix, sets, unit_chunk, device)
+    stats = score_units(matrix_path, sets, unit_chunk, device)
     return {lang: scores_table(units, stats[lang]) for lang in languages}
 
 
@@ -174,6 +183,12 @@ def read_scores(layout: RunLayout, languages: list[str]) -> dict[str, pd.DataFra
     if missing:
         raise FileNotFoundError(f"no scores for {missing} in {layout.scores}: run notebook 03 (scoring) first")
     return {lang: pd.read_parquet(layout.scores / f"{lang}.parquet") for lang in languages}
+
+
+def read_score_summary(layout: RunLayout) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The per-language summary and AP threshold counts written by write_scores."""
+    summary = pd.read_csv(layout.scores / "summary.csv").set_index("language")
+    return summary, pd.read_csv(layout.scores / "ap_thresholds.csv").set_index("language")
 
 
 def read_selections(layout: RunLayout, languages: list[str]) -> tuple[dict[str, pd.DataFrame], int]:

@@ -28,10 +28,11 @@ class Stage:
     name: str
     run_dir: Path
     started: float = field(default_factory=time.perf_counter)
+    reused: bool | None = None  # set by the stage's cache: True when its outputs were reused
 
-    def finish(self) -> dict[str, float | str]:
+    def finish(self) -> dict[str, float | str | bool | None]:
         record = {"stage": self.name, "wall_s": round(time.perf_counter() - self.started, 2),
-                  "peak_rss_mib": round(peak_rss_mib(), 1)}
+                  "peak_rss_mib": round(peak_rss_mib(), 1), "reused": self.reused}
         write_json(self.run_dir / "logs" / f"{self.name}.json", record)
         print(f"stage {self.name}: {record['wall_s']} s, peak RSS {record['peak_rss_mib']} MiB")
         return record
@@ -40,4 +41,4 @@ class Stage:
 def stage_table(run_dir: Path) -> pd.DataFrame:
     """All recorded stages of a run, in name order."""
     records = [json.loads(p.read_text()) for p in sorted((run_dir / "logs").glob("*.json"))]
-    return pd.DataFrame(records, columns=["stage", "wall_s", "peak_rss_mib"])
+    return pd.DataFrame(records, columns=["stage", "wall_s", "peak_rss_mib", "reused"])

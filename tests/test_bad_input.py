@@ -1,0 +1,166 @@
+"""Every row of the bad-input table: a clear one-line error naming the problem and the fix, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import huggingface_hub.constants
+import pytest
+import torch
+from torch import nn
+from transformers import BertConfig, BertForMaskedLM
+
+from conftest import ALL_SENTENCES, write_official_dir
+from langneurons.activations import MATRIX_FILE, collect_activations
+from langneurons.data_prep import build_text_sets
+from langneurons.models import DeviceOutOfMemoryError, ModelLoadError, load_model
+from langneurons.params import ModelParams, ParamsError, load_params
+from langneurons.scoring import SelectionError, check_n_per_side
+from langneurons.textsets import DataError
+from langneurons.tiny import train_tokenizer
+from langneurons.units import UnitsError, find_linear_modules
+
+
+def _one_line(err: pytest.ExceptionInfo, *needles: str) -> None:
+    text = str(err.value)
+    assert "\n" not in text.strip(), text
+    for needle in needles:
+        assert needle in text, f"{needle!r} not in {text!r}"
+
+
+def _model_params(**kw) -> ModelParams:
+    base = dict(id="", path=None, revision=None, dtype="float32", device="cpu", device_map=None, trust_remote_code=False)
+    return ModelParams(**{**base, **kw})
+
+
+def _official(tmp_path: Path) -> list[str]:
+    return [f"data.source=official", f"data.official_path={tmp_path / 'sense'}"]
+
+
+def test_unknown_profile():
+    with pytest.raises(ParamsError) as err:
+        load_params("tiny-typo")
+    _one_line(err, "unknown profile 'tiny-typo'", "choose one of", "tiny")
+
+
+def test_misspelled_param_key():
+    with pytest.raises(ParamsError) as err:
+        load_params("tiny", ["scoring.n_per_sid=5"])
+    _one_line(err, "unknown param 'scoring.n_per_sid'", "n_per_side")
+
+
+def test_wrong_type():
+    with pytest.raises(ParamsError) as err:
+        load_params("tiny", ['scoring.n_per_side="1000"'])
+    _one_line(err, "scoring.n_per_side", "'1000'", "wrong type", "int")
+
+
+def test_unknown_language_code():
+    with pytest.raises(ParamsError) as err:
+        load_params("tiny", ["languages=en,xx"])
+    _one_line(err, "languages", "xx")
+
+
+def test_language_with_no_data(tmp_path: Path):
+    write_official_dir(tmp_path / "sense")
+    (tmp_path / "sense" / "ja.json").unlink()
+    with pytest.raises(ParamsError) as err:
+        load_params("tiny", _official(tmp_path))
+    _one_line(err, "ja.json", "data.official_path")
+
+
+@pytest.mark.parametrize("bad", ["", "   \t "])
+def test_empty_or_blank_text(tmp_path: Path, bad: str):
+    write_official_dir(tmp_path / "sense")
+    path = tmp_path / "sense" / "de.json"
+    data = json.loads(path.read_text())
+    data["sentences"]["positive"][2] = bad
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError) as err:
+        build_text_sets(load_params("tiny", _official(tmp_path)))
+    _one_line(err, "de.json", "[2]", "empty", "remove it")
+
+
+@pytest.mark.parametrize("content, needle", [("{not json", "not valid JSON"), ('{"sentences": {"pos": []}}', "schema")])
+def test_data_file_not_json_or_wrong_schema(tmp_path: Path, content: str, needle: str):
+    write_official_dir(tmp_path / "sense")
+    (tmp_path / "sense" / "fr.json").write_text(content)
+    with pytest.raises(DataError) as err:
+        build_text_sets(load_params("tiny", _official(tmp_path)))
+    _one_line(err, "fr.json", needle)
+
+
+def test_all_texts_longer_than_seq_len(tmp_path: Path, tiny):
+    model, tokenizer = tiny("xglm")
+    out = tmp_path / "activations"
+    with pytest.raises(ValueError) as err:
+        collect_activations(model, tokenizer, ALL_SENTENCES[:5], out, seq_len=1, batch_size=2)
+    _one_line(err, "longer than activations.seq_len=1", "raise activations.seq_len")
+    assert not (out / MATRIX_FILE).exists() and not any(tmp_path.rglob("*.npy"))  # nothing half-written
+
+
+@pytest.mark.parametrize("n", [0, 1001])
+def test_n_zero_or_larger_than_the_units(n: int):
+    if n == 0:
+        with pytest.raises(ParamsError) as err:
+            load_params("tiny", ["scoring.n_per_side=0"])
+        _one_line(err, "scoring.n_per_side", "> 0")
+    else:
+        with pytest.raises(SelectionError) as err:
+            check_n_per_side(n, 2000)
+        _one_line(err, "n_per_side=1001", "model has 2000", "<= 1000")
+
+
+def test_model_path_that_does_not_exist(tmp_path: Path):
+    with pytest.raises(ParamsError) as err:
+        load_params("tiny", [f"model.path={tmp_path / 'nowhere'}"])
+    _one_line(err, "nowhere", "no config.json", "make tiny-model")
+
+
+def test_hub_id_unreachable_offline(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # as with no network
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # nothing cached
+    with pytest.raises(ModelLoadError) as err:
+        load_model(_model_params(id="facebook/xglm-564M"))
+    _one_line(err, "facebook/xglm-564M", "offline", "default profile")
+
+
+def test_model_without_linear_layers():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm = nn.LayerNorm(4)
+
+    class NoLinear(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = nn.ModuleList([Block(), Block()])
+
+    with pytest.raises(UnitsError) as err:
+        find_linear_modules(NoLinear())
+    _one_line(err, "NoLinear", "no linear layers", "no units")
+
+
+def test_non_causal_model(tmp_path: Path):
+    tokenizer = train_tokenizer(ALL_SENTENCES, "xglm", vocab_size=200)
+    config = BertConfig(vocab_size=200, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    BertForMaskedLM(config).save_pretrained(tmp_path / "bert")
+    tokenizer.save_pretrained(tmp_path / "bert")
+    with pytest.raises(ModelLoadError) as err:
+        load_model(_model_params(path=str(tmp_path / "bert")))
+    _one_line(err, "not a causal", "XGLM")
+
+
+def test_out_of_memory_names_the_batch_size(tmp_path: Path, tiny, monkeypatch):
+    model, tokenizer = tiny("xglm")
+
+    def no_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(model.base_model, "forward", no_memory)
+    out = tmp_path / "activations"
+    with pytest.raises(DeviceOutOfMemoryError) as err:
+        collect_activations(model, tokenizer, ALL_SENTENCES[:6], out, seq_len=64, batch_size=4)
+    _one_line(err, "activations.batch_size=4", "activations.batch_size=2")
+    assert not (out / MATRIX_FILE).exists()  # the partial matrix never takes the final name

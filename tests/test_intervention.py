@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from langneurons.generation import sample_texts, start_ids
+from langneurons.generation import InverseCdfSampler, sample_texts, start_ids
 from langneurons.intervention import InterventionError, force_units, forcing_spec
 from langneurons.units import find_linear_modules
 
@@ -175,3 +175,25 @@ def test_sample_texts_under_forcing_differs(tiny):
         forced = sample_texts(model, tokenizer, **params)
     assert forced != plain
     assert sample_texts(model, tokenizer, **params) == plain
+
+
+def test_inverse_cdf_sampler_draws_from_the_softmax():
+    """Greedy decoding of its output = a draw from softmax(scores): frequencies match the probabilities."""
+    scores = torch.log(torch.tensor([[0.5, 0.0, 0.3, 0.2]])).repeat(40000, 1)  # token 1 has probability 0
+    sampler = InverseCdfSampler(torch.Generator().manual_seed(0))
+    out = sampler(None, scores)
+    assert torch.isinf(out).sum(dim=1).eq(3).all()  # exactly one allowed token per row
+    freq = torch.bincount(out.argmax(dim=1), minlength=4).double() / len(out)
+    assert freq[1] == 0
+    assert torch.allclose(freq, torch.tensor([0.5, 0.0, 0.3, 0.2], dtype=torch.double), atol=0.01)
+    again = InverseCdfSampler(torch.Generator().manual_seed(0))(None, scores)
+    assert torch.equal(out, again)  # seeded by its own generator
+
+
+def test_top_k_one_is_greedy(tiny):
+    model, tokenizer = tiny("xglm")
+    texts = sample_texts(model, tokenizer, n_samples=3, max_new_tokens=6, temperature=0.8, top_k=1, top_p=1.0, seed=0, batch_size=3)
+    prompt = torch.tensor([start_ids(tokenizer)])
+    greedy = model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=6,
+                            top_k=None, top_p=None, temperature=None, pad_token_id=tokenizer.pad_token_id)
+    assert texts == [tokenizer.decode(greedy[0, prompt.shape[1]:], skip_special_tokens=True)] * 3

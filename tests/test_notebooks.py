@@ -81,7 +81,8 @@ def test_papermill_chain(tmp_path: Path):
     assert shared.query("language_a == language_b").percent_of_n.eq(100).all()
     # intervention: none (shared) + per language: both at N=1 and 5 (1000 capped to half the units... >5),
     # top and bottom; 4 samples each, all saved
-    gens = pd.read_csv(run / "generations" / "unconditional.csv", keep_default_na=False)
+    gens = pd.read_parquet(run / "generations" / "unconditional.parquet")
+    assert len(pd.read_csv(run / "generations" / "unconditional.csv", keep_default_na=False)) == len(gens)  # quoted
     cap = len(units) // 2
     per_lang = {("both", 1), ("both", 5), ("both", cap), ("top", 5), ("bottom", 5)}
     assert len(gens) == 4 * (1 + 3 * len(per_lang))
@@ -89,7 +90,7 @@ def test_papermill_chain(tmp_path: Path):
     rates = pd.read_csv(figs / "fig3_main_rates.csv")
     assert rates.target.tolist() == ["en", "de", "zh"] and rates[["none", "top", "bottom", "both"]].notna().all().all()
     # translation: tasks with files for the run's languages (en, de, zh), both conditions, 3 pairs each
-    tr = pd.read_csv(run / "generations" / "translation.csv", keep_default_na=False)
+    tr = pd.read_parquet(run / "generations" / "translation.parquet")
     assert {(t, lang) for t, lang in zip(tr.task, tr.target)} == {("flores200", "de"), ("flores200", "zh"), ("wmt", "de")}
     assert len(tr) == 3 * 2 * 3 and set(tr.columns) >= {"source", "reference", "continuation", "answer"}
     metrics = pd.read_csv(figs / "fig6_translation.csv")

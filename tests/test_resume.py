@@ -27,7 +27,8 @@ from langneurons.tiny import build_and_save
 
 STAGES = ("01_data_prep", "02_activations", "03_scoring", "05_intervention")
 COMPARED = ["activations/activations.npy", "activations/units.parquet", "data/texts.parquet", "data/sets.parquet",
-            "selection/en.csv", "selection/de.csv", "selection/zh.csv", "generations/unconditional.csv",
+            "selection/en.csv", "selection/de.csv", "selection/zh.csv", "generations/unconditional.parquet",
+            "generations/unconditional.csv",
             *[f"scores/{lang}.parquet" for lang in ("en", "de", "zh")]]
 
 pytestmark = pytest.mark.slow
@@ -92,7 +93,7 @@ def test_killed_runs_resume_to_the_uninterrupted_result(inputs, reference, tmp_p
     assert "resuming activation collection after batch 3" in notebook_text(run_dir, "02_activations")
     parts = sorted(p.name for p in (run_dir / "partial").glob("05_intervention-*/*.parquet"))
     assert parts == ["0000.parquet", "0001.parquet"]
-    assert not (run_dir / "generations" / "unconditional.csv").exists()
+    assert not (run_dir / "generations" / "unconditional.parquet").exists()
     # 3. rerun: generation picks up at the 3rd condition
     third = run(tmp_path, overrides)
     assert third.returncode == 0, third.stderr[-3000:]

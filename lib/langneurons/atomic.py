@@ -1,5 +1,6 @@
 """Write files so a crash never leaves a half-written output under the final name."""
 
+import csv
 import json
 import os
 import tempfile
@@ -49,5 +50,8 @@ def write_parquet(path: str | Path, df: pd.DataFrame) -> Path:
     return _write_with(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
-def write_csv(path: str | Path, df: pd.DataFrame) -> Path:
-    return _write_with(path, lambda tmp: df.to_csv(tmp, index=False))
+def write_csv(path: str | Path, df: pd.DataFrame, quote_strings: bool = False) -> Path:
+    """CSV without the index; quote_strings quotes every text field, so texts holding a carriage
+    return or other control characters stay one field for any CSV reader."""
+    quoting = csv.QUOTE_NONNUMERIC if quote_strings else csv.QUOTE_MINIMAL
+    return _write_with(path, lambda tmp: df.to_csv(tmp, index=False, quoting=quoting))

@@ -51,10 +51,10 @@ SPECS: dict[str, StageSpec] = {
     "04_analysis": StageSpec(("languages", "scoring.n_per_side"), ("02_activations", "03_scoring"), ("analysis",)),
     "05_intervention": StageSpec(
         ("languages", "model.dtype", "model.device_map", "scoring.n_per_side", "generation", "intervention"),
-        ("02_activations", "03_scoring"), ("generations/unconditional.csv",), model=True),
+        ("02_activations", "03_scoring"), ("generations/unconditional.parquet", "generations/unconditional.csv"), model=True),
     "06_translation": StageSpec(
         ("languages", "model.dtype", "model.device_map", "scoring.n_per_side", "intervention.value", "translation"),
-        ("03_scoring",), ("generations/translation.csv",), model=True),
+        ("03_scoring",), ("generations/translation.parquet", "generations/translation.csv"), model=True),
 }
 
 
@@ -63,8 +63,11 @@ class StaleUpstreamError(RuntimeError):
 
 
 def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        while block := f.read(1 << 24):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _digest(obj: Any) -> str:
@@ -158,7 +161,7 @@ def upstream_checksums(stage: str, run_dir: Path) -> dict[str, str]:
 
 def stage_key(stage: str, p: Params, run_dir: Path) -> dict[str, Any]:
     spec = SPECS[stage]
-    key: dict[str, Any] = {"stage": stage, "langneurons": __version__,
+    key: dict[str, Any] = {"stage": stage, "langneurons": __version__, "outputs": list(spec.outputs),
                            "params": {name: _param(p, name) for name in spec.params}}
     if spec.model:
         key["model"] = model_fingerprint(p)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .atomic import write_parquet
+from .atomic import write_csv, write_parquet
 from .faults import crash_point
 from .generation import sample_texts
 from .intervention import force_units, forcing_spec
@@ -102,6 +102,16 @@ def run_conditions(
     return pd.concat(frames, ignore_index=True)
 
 
-def read_generations(path: Path) -> pd.DataFrame:
-    """A saved generations table; texts stay strings (a generated "NA" or "" is not a missing value)."""
-    return pd.read_csv(path, keep_default_na=False)
+def write_generations(table: pd.DataFrame, stem: Path) -> None:
+    """<stem>.parquet (exact: what later cells and stages read) and <stem>.csv (to read by eye).
+
+    Generated text can hold any character (carriage returns, NUL from a tiny model); parquet keeps
+    it exactly, where a CSV round trip can split such a text into two rows.
+    """
+    write_parquet(stem.with_suffix(".parquet"), table)
+    write_csv(stem.with_suffix(".csv"), table, quote_strings=True)
+
+
+def read_generations(stem: Path) -> pd.DataFrame:
+    """The table saved by write_generations."""
+    return pd.read_parquet(stem.with_suffix(".parquet"))

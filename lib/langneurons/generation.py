@@ -1,7 +1,8 @@
 """Unconditional text generation as in the paper: sample from the start-of-text token alone.
 
 Each batch repeats one prompt, so all rows have the same length and need no padding. Sampling is
-seeded per batch, so the same parameters give the same texts (on the same device and batching).
+seeded per batch (its own generator), so the same parameters give the same texts (on the same
+device and batching).
 """
 
 from __future__ import annotations
@@ -9,7 +10,15 @@ from __future__ import annotations
 import math
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from .activations import pad_id_of
 from .models import input_device
@@ -57,6 +66,26 @@ def _eos_id(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int |
     return eos if eos is not None else tokenizer.eos_token_id
 
 
+class InverseCdfSampler(LogitsProcessor):
+    """Draws each row's next token from softmax(scores) and returns scores that only allow that token.
+
+    Used as the last logits processor of a greedy `generate`, so greedy decoding emits the sampled
+    token. It samples from exactly the same distribution as `do_sample=True`, but by inverting the
+    cumulative distribution with one uniform number per row: torch.multinomial took half of the
+    whole generation time on CPU (BENCHMARKS.md). Its own generator makes the random stream
+    independent of anything else that draws random numbers.
+    """
+
+    def __init__(self, generator: torch.Generator):
+        self.generator = generator
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        cdf = torch.softmax(scores.float(), dim=-1).cumsum(dim=-1)
+        u = torch.rand(scores.shape[0], 1, generator=self.generator, device=scores.device) * cdf[:, -1:]
+        token = torch.searchsorted(cdf, u, right=True).clamp_(max=scores.shape[-1] - 1)
+        return torch.full_like(scores, float("-inf")).scatter_(1, token, 0.0)
+
+
 def sample_texts(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -71,8 +100,9 @@ def sample_texts(
 ) -> list[str]:
     """n_samples continuations of the start token (or prompt_ids), decoded without special tokens.
 
-    Every sampling parameter is passed explicitly, so a checkpoint's generation_config (e.g. Llama-2's
-    top_p=0.9) cannot change them; top_k=0 disables top-k (transformers otherwise applies 50).
+    Temperature, top-k and top-p are applied by our own processors, so a checkpoint's
+    generation_config (e.g. Llama-2's top_p=0.9) cannot change them; top_k=0 means no top-k and
+    top_p=1 no nucleus filtering (the paper's plain sampling).
     """
     _check_sampling(n_samples, max_new_tokens, temperature, top_k, top_p, batch_size)
     prompt = list(prompt_ids) if prompt_ids is not None else start_ids(tokenizer)
@@ -83,11 +113,18 @@ def sample_texts(
     for b in range(math.ceil(n_samples / batch_size)):
         size = min(batch_size, n_samples - b * batch_size)
         input_ids = torch.tensor([prompt], dtype=torch.long, device=device).repeat(size, 1)
-        torch.manual_seed(seed + b)
+        warpers: list[LogitsProcessor] = [TemperatureLogitsWarper(temperature)]
+        if top_k > 0:
+            warpers.append(TopKLogitsWarper(top_k))
+        if top_p < 1:
+            warpers.append(TopPLogitsWarper(top_p))
+        sampler = InverseCdfSampler(torch.Generator(device=device).manual_seed(seed + b))
+        # greedy decoding of the sampler's one-hot scores = sampling (see InverseCdfSampler)
         out = model.generate(
-            input_ids=input_ids, attention_mask=torch.ones_like(input_ids), do_sample=True,
-            temperature=temperature, top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens,
-            eos_token_id=_eos_id(model, tokenizer), pad_token_id=pad_id_of(tokenizer), return_dict_in_generate=False,
+            input_ids=input_ids, attention_mask=torch.ones_like(input_ids), do_sample=False,
+            logits_processor=LogitsProcessorList([*warpers, sampler]), temperature=None, top_k=None, top_p=None,
+            max_new_tokens=max_new_tokens, eos_token_id=_eos_id(model, tokenizer), pad_token_id=pad_id_of(tokenizer),
+            return_dict_in_generate=False,
         )
         texts.extend(tokenizer.batch_decode(out[:, len(prompt):], skip_special_tokens=True))
     return texts

@@ -105,3 +105,33 @@ def test_long_texts_dropped_and_float16_storage(tiny, tmp_path: Path):
     assert matrix.dtype == np.float16 and meta["n_dropped_longer_than_seq_len"] == 1
     assert np.isnan(matrix[1]).all() and not np.isnan(matrix[[0, 2]]).any()
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary files left behind
+
+
+def test_resume_only_with_an_explicit_work_dir(tiny, tmp_path: Path, monkeypatch, capsys):
+    """An interrupted collection resumes from its work_dir; without one it always starts afresh."""
+    model, tokenizer = tiny("xglm")
+    collect_activations(model, tokenizer, TEXTS, tmp_path / "ref", 256, 4)
+    reference = np.asarray(load_activations(tmp_path / "ref")[0])
+    forward = model.base_model.forward
+
+    def interrupted_run(out: Path, work_dir: Path | None) -> None:
+        calls = {"n": 0}
+
+        def fails_on_second_batch(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt  # like Ctrl-C in the middle of a run
+            return forward(*args, **kwargs)
+
+        monkeypatch.setattr(model.base_model, "forward", fails_on_second_batch)
+        with pytest.raises(KeyboardInterrupt):
+            collect_activations(model, tokenizer, TEXTS, out, 256, 4, work_dir=work_dir)
+        monkeypatch.setattr(model.base_model, "forward", forward)
+        assert not (out / "activations.npy").exists()
+        capsys.readouterr()
+
+    for out, work_dir, resumes in [(tmp_path / "a", tmp_path / "work", True), (tmp_path / "b", None, False)]:
+        interrupted_run(out, work_dir)
+        collect_activations(model, tokenizer, TEXTS, out, 256, 4, work_dir=work_dir)
+        assert ("resuming activation collection after batch 1" in capsys.readouterr().out) == resumes
+        assert np.array_equal(np.asarray(load_activations(out)[0]), reference, equal_nan=True)

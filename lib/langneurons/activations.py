@@ -163,9 +163,11 @@ def collect_activations(
     units.parquet, token_counts.parquet and meta.json (with `provenance`, e.g. the model id and
     revision, recorded as given). Returns the matrix path.
 
-    The matrix is filled in `work_dir` (default: a folder beside out_dir) with a progress record
-    after every batch; a run interrupted at any point resumes from the last completed batch and
-    gives the same matrix as an uninterrupted one. It is moved to out_dir only when complete.
+    The matrix is filled in `work_dir` with a progress record after every batch and moved to
+    out_dir only when complete. Called again with the same `work_dir` after an interruption, it
+    resumes from the last completed batch and gives the same matrix as an uninterrupted run. The
+    caller must key `work_dir` by the model (the stage cache does); without one, a scratch folder
+    beside out_dir is used and always started afresh.
     """
     modules = find_linear_modules(model)
     _, blocks = find_blocks(model)
@@ -182,7 +184,9 @@ def collect_activations(
                 "storage_dtype": storage_dtype, "n_batches": len(batches),
                 "texts_sha256": hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest()}
     out_dir.mkdir(parents=True, exist_ok=True)
-    work_dir = work_dir or out_dir.parent / f".{out_dir.name}.partial"
+    if work_dir is None:  # nothing says which model an old partial matrix came from: never resume it
+        work_dir = out_dir.parent / f".{out_dir.name}.partial"
+        shutil.rmtree(work_dir, ignore_errors=True)
     matrix, done = _open_partial(work_dir, (len(texts), hooks.n_units), _STORAGE[storage_dtype], tok.kept, identity)
     pad_id = pad_id_of(tokenizer)
     with hooks.attached(), out_of_memory_hint("activations.batch_size", batch_size):

@@ -74,8 +74,8 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _param(p: Params, dotted: str) -> Any:
-    value: Any = p.to_dict()
+def _param(resolved: dict[str, Any], dotted: str) -> Any:
+    value: Any = resolved
     for part in dotted.split("."):
         value = value[part]
     return value
@@ -161,8 +161,9 @@ def upstream_checksums(stage: str, run_dir: Path) -> dict[str, str]:
 
 def stage_key(stage: str, p: Params, run_dir: Path) -> dict[str, Any]:
     spec = SPECS[stage]
+    resolved = p.to_dict()
     key: dict[str, Any] = {"stage": stage, "langneurons": __version__, "outputs": list(spec.outputs),
-                           "params": {name: _param(p, name) for name in spec.params}}
+                           "params": {name: _param(resolved, name) for name in spec.params}}
     if spec.model:
         key["model"] = model_fingerprint(p)
     data = data_fingerprint(p, stage)

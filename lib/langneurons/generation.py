@@ -72,14 +72,18 @@ class InverseCdfSampler(LogitsProcessor):
     Used as the last logits processor of a greedy `generate`, so greedy decoding emits the sampled
     token. It samples from exactly the same distribution as `do_sample=True`, but by inverting the
     cumulative distribution with one uniform number per row: torch.multinomial took half of the
-    whole generation time on CPU (BENCHMARKS.md). Its own generator makes the random stream
-    independent of anything else that draws random numbers.
+    whole generation time on CPU (BENCHMARKS.md). Its own generator, seeded with `seed` and made
+    on the logits' device at the first step (under device_map that is the last GPU), makes the
+    random stream independent of anything else that draws random numbers.
     """
 
-    def __init__(self, generator: torch.Generator):
-        self.generator = generator
+    def __init__(self, seed: int):
+        self.seed = seed
+        self.generator: torch.Generator | None = None
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.generator is None:
+            self.generator = torch.Generator(device=scores.device).manual_seed(self.seed)
         cdf = torch.softmax(scores.float(), dim=-1).cumsum(dim=-1)
         u = torch.rand(scores.shape[0], 1, generator=self.generator, device=scores.device) * cdf[:, -1:]
         token = torch.searchsorted(cdf, u, right=True).clamp_(max=scores.shape[-1] - 1)
@@ -118,7 +122,7 @@ def sample_texts(
             warpers.append(TopKLogitsWarper(top_k))
         if top_p < 1:
             warpers.append(TopPLogitsWarper(top_p))
-        sampler = InverseCdfSampler(torch.Generator(device=device).manual_seed(seed + b))
+        sampler = InverseCdfSampler(seed + b)
         # greedy decoding of the sampler's one-hot scores = sampling (see InverseCdfSampler)
         out = model.generate(
             input_ids=input_ids, attention_mask=torch.ones_like(input_ids), do_sample=False,

@@ -18,7 +18,7 @@ from .params import ParamsError, load_params, save_params
 from .report import write_report
 from .stagelog import stage_table
 
-# The papermill chain. Later stages (overlap, intervention, translation) append their notebooks here.
+# The papermill chain, in order: each notebook reads what the ones before it wrote (see cache.SPECS).
 STAGES: tuple[str, ...] = ("01_data_prep", "02_activations", "03_scoring", "04_analysis", "05_intervention", "06_translation")
 
 

@@ -12,7 +12,7 @@ STAGES ?=
 TORCH_PIP ?=
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 setup: $(VENV)/.installed ## Create .venv and install everything (torch 2.13.0 first, then the package)
 
@@ -32,6 +32,15 @@ verify-model: $(VENV)/.installed ## Check models/tiny against its SHA-256 manife
 replicate: $(VENV)/.installed ## Run the notebooks (finished stages are reused): PROFILE=<name> SET="key=value ..." FORCE=1
 	$(PY) -m langneurons.pipeline --profile $(PROFILE) --set "$(SET)$(if $(filter 1 true yes,$(FORCE)), force=true)" $(if $(STAGES),--stages $(STAGES))
 
+data: $(VENV)/.installed ## Fetch and verify the released files PROFILE needs (sentence sets, translation pairs) into the user cache
+	$(PY) -m langneurons.released_data --profile $(PROFILE) --set "$(SET)"
+
+plan: $(VENV)/.installed ## What a run of PROFILE costs (units, disk, download, memory, time), from the model's config alone
+	$(PY) -m langneurons.plan --profile $(PROFILE) --set "$(SET)"
+
+paper-numbers: $(VENV)/.installed ## Score the authors' released generations of the eight paper models into paper_figures/paper/
+	$(PY) -m langneurons.paper_numbers
+
 check-params: $(VENV)/.installed ## Resolve and print the params of PROFILE with SET, without running anything
 	$(PY) -m langneurons.pipeline --profile $(PROFILE) --set "$(SET)" --check
 
@@ -50,4 +59,4 @@ lock: $(VENV)/.installed ## Write requirements-lock.txt: the exact versions this
 clean-runs: ## Delete run outputs (runs/)
 	rm -rf runs/
 
-.PHONY: help setup tiny-model verify-model replicate bench check-params test lab lock clean-runs
+.PHONY: help setup tiny-model verify-model replicate data plan paper-numbers bench check-params test lab lock clean-runs

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import pickle
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,7 +13,8 @@ import pytest
 from langneurons.languages import LANGUAGES
 from langneurons.tiny import build_model, train_tokenizer
 
-SHARED_SENSE = Path(__file__).resolve().parents[2] / "shared" / "data" / "lang_neuron_official" / "sense"
+SHARED_OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "lang_neuron_official"
+SHARED_SENSE = SHARED_OFFICIAL / "sense"
 
 # A few sentences per language: enough to train a tokenizer and to tell the languages apart.
 SENTENCES: dict[str, list[str]] = {
@@ -51,6 +55,44 @@ def write_official_dir(root: Path, n_pos: int = 4, n_neg_per_lang: int = 3) -> P
         data = {"concept": lang, "group": "sense", "source": "language",
                 "sentences": {"positive": positives, "negative": negatives}}
         (root / f"{lang}.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return root
+
+
+def mirror_shared_release(root: Path) -> Path:
+    """../shared's released files laid out like the original repository (what a mirror or a local
+    clone of it holds); empty when ../shared is absent."""
+    (root / "assets" / "Language" / "sense").mkdir(parents=True, exist_ok=True)
+    (root / "assets_translation").mkdir(parents=True, exist_ok=True)
+    if SHARED_OFFICIAL.is_dir():
+        for f in (SHARED_OFFICIAL / "sense").glob("*.json"):
+            shutil.copyfile(f, root / "assets" / "Language" / "sense" / f.name)
+        for f in (SHARED_OFFICIAL / "translation_pkl").glob("*.pkl"):
+            shutil.copyfile(f, root / "assets_translation" / f.name)
+    return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def release_mirror(tmp_path_factory) -> Path:
+    """Every test (and the pipelines they start) fetches released files from a local mirror of
+    ../shared into a temporary cache: never the network, never the user's ~/.cache."""
+    root = tmp_path_factory.mktemp("release")
+    saved = {k: os.environ.get(k) for k in ("LANGNEURONS_RELEASE_URL", "XDG_CACHE_HOME")}
+    os.environ["LANGNEURONS_RELEASE_URL"] = str(mirror_shared_release(root / "mirror"))
+    os.environ["XDG_CACHE_HOME"] = str(root / "cache")
+    yield root / "mirror"
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def write_translation_dir(root: Path, pairs: dict[tuple[str, str], list[tuple[str, str]]]) -> Path:
+    """Made-up translation pairs in the released format: translation_text_<task>_en_<lang>.pkl."""
+    root.mkdir(parents=True, exist_ok=True)
+    for (task, lang), items in pairs.items():
+        data = [{"en": src, lang: ref} for src, ref in items]
+        (root / f"translation_text_{task}_en_{lang}.pkl").write_bytes(pickle.dumps(data, protocol=4))
     return root
 
 

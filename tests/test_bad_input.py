@@ -14,7 +14,8 @@ from transformers import BertConfig, BertForMaskedLM
 from conftest import ALL_SENTENCES, write_official_dir
 from langneurons.activations import MATRIX_FILE, collect_activations
 from langneurons.data_prep import build_text_sets
-from langneurons.models import DeviceOutOfMemoryError, ModelLoadError, load_model
+from langneurons.batching import DeviceOutOfMemoryError
+from langneurons.models import ModelLoadError, load_model
 from langneurons.params import ModelParams, ParamsError, load_params
 from langneurons.scoring import SelectionError, check_n_per_side
 from langneurons.textsets import DataError

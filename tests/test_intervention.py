@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from langneurons.generation import InverseCdfSampler, sample_texts, start_ids
+from langneurons.generation import GenerationError, InverseCdfSampler, sample_texts, start_ids
 from langneurons.intervention import InterventionError, force_units, forcing_spec
 from langneurons.units import find_linear_modules
 
@@ -160,16 +160,27 @@ def test_start_ids(tiny, family, token):
 def test_sample_texts_is_seeded(tiny):
     model, tokenizer = tiny("xglm")
     params = dict(n_samples=7, max_new_tokens=10, temperature=1.0, top_k=0, top_p=1.0, batch_size=3)
-    first = sample_texts(model, tokenizer, seed=1, **params)
+    first = sample_texts(model, tokenizer, first_seed=1, **params)
     assert len(first) == 7 and all(isinstance(t, str) for t in first)
-    assert sample_texts(model, tokenizer, seed=1, **params) == first
-    assert sample_texts(model, tokenizer, seed=2, **params) != first
-    assert len(sample_texts(model, tokenizer, seed=1, **{**params, "batch_size": 7})) == 7
+    assert sample_texts(model, tokenizer, first_seed=1, **params) == first
+    assert sample_texts(model, tokenizer, first_seed=2, **params) != first
+
+
+def test_each_sample_has_its_own_seed(tiny):
+    """Sample i is drawn with seed first_seed + i, as in the paper: its text does not depend on the
+    batch it is generated in, nor on which other samples are generated with it."""
+    model, tokenizer = tiny("llama")
+    params = dict(max_new_tokens=10, temperature=1.0, top_k=0, top_p=1.0)
+    texts = sample_texts(model, tokenizer, n_samples=7, first_seed=1, batch_size=7, **params)
+    assert len(set(texts)) > 1
+    for batch_size in (1, 2, 3):
+        assert sample_texts(model, tokenizer, n_samples=7, first_seed=1, batch_size=batch_size, **params) == texts
+    assert sample_texts(model, tokenizer, n_samples=4, first_seed=4, batch_size=4, **params) == texts[3:]
 
 
 def test_sample_texts_under_forcing_differs(tiny):
     model, tokenizer = tiny("bloom")
-    params = dict(n_samples=4, max_new_tokens=8, temperature=1.0, top_k=0, top_p=1.0, seed=0, batch_size=4)
+    params = dict(n_samples=4, max_new_tokens=8, temperature=1.0, top_k=0, top_p=1.0, first_seed=0, batch_size=4)
     plain = sample_texts(model, tokenizer, **params)
     with force_units(model, _spec_for(model, value=8.0)):
         forced = sample_texts(model, tokenizer, **params)
@@ -179,20 +190,22 @@ def test_sample_texts_under_forcing_differs(tiny):
 
 def test_inverse_cdf_sampler_draws_from_the_softmax():
     """Greedy decoding of its output = a draw from softmax(scores): frequencies match the probabilities."""
-    scores = torch.log(torch.tensor([[0.5, 0.0, 0.3, 0.2]])).repeat(40000, 1)  # token 1 has probability 0
-    sampler = InverseCdfSampler(0)
+    scores = torch.log(torch.tensor([[0.5, 0.0, 0.3, 0.2]])).repeat(20000, 1)  # token 1 has probability 0
+    sampler = InverseCdfSampler(list(range(20000)), steps=1)
     out = sampler(None, scores)
     assert torch.isinf(out).sum(dim=1).eq(3).all()  # exactly one allowed token per row
     freq = torch.bincount(out.argmax(dim=1), minlength=4).double() / len(out)
     assert freq[1] == 0
-    assert torch.allclose(freq, torch.tensor([0.5, 0.0, 0.3, 0.2], dtype=torch.double), atol=0.01)
-    again = InverseCdfSampler(0)(None, scores)
-    assert torch.equal(out, again)  # seeded by its own generator
+    assert torch.allclose(freq, torch.tensor([0.5, 0.0, 0.3, 0.2], dtype=torch.double), atol=0.015)
+    again = InverseCdfSampler(list(range(20000)), steps=1)(None, scores)
+    assert torch.equal(out, again)  # seeded by its own generators
+    with pytest.raises(GenerationError, match="1 steps"):
+        sampler(None, scores)  # a second step was not drawn for
 
 
 def test_top_k_one_is_greedy(tiny):
     model, tokenizer = tiny("xglm")
-    texts = sample_texts(model, tokenizer, n_samples=3, max_new_tokens=6, temperature=0.8, top_k=1, top_p=1.0, seed=0, batch_size=3)
+    texts = sample_texts(model, tokenizer, n_samples=3, max_new_tokens=6, temperature=0.8, top_k=1, top_p=1.0, first_seed=0, batch_size=3)
     prompt = torch.tensor([start_ids(tokenizer)])
     greedy = model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=6,
                             top_k=None, top_p=None, temperature=None, pad_token_id=tokenizer.pad_token_id)

@@ -11,7 +11,7 @@ import papermill
 import pytest
 import yaml
 
-from conftest import ALL_SENTENCES, write_official_dir
+from conftest import ALL_SENTENCES, write_official_dir, write_translation_dir
 from langneurons.paths import NOTEBOOKS_DIR
 from langneurons.pipeline import STAGES, run_stages
 from langneurons.tiny import build_and_save
@@ -33,11 +33,9 @@ def test_papermill_chain(tmp_path: Path):
     model_dir = build_and_save(tmp_path / "model", "xglm", ALL_SENTENCES * 3, vocab_size=300, seed=0,
                                d_model=32, layers=2, heads=4, ffn=64)
     sense = write_official_dir(tmp_path / "sense", n_pos=6, n_neg_per_lang=4)
-    translation = tmp_path / "translation"
-    translation.mkdir()
-    for task, lang in [("flores200", "de"), ("flores200", "zh"), ("wmt", "de")]:  # en is never a target
-        pairs = [{"en": ALL_SENTENCES[i], lang: ALL_SENTENCES[i + 4 * (1 + (lang == "zh") * 3)]} for i in range(4)]
-        (translation / f"{task}_en_{lang}.json").write_text(json.dumps(pairs, ensure_ascii=False), encoding="utf-8")
+    translation = write_translation_dir(tmp_path / "translation", {  # en is never a target
+        (task, lang): [(ALL_SENTENCES[i], ALL_SENTENCES[i + 4 * (1 + (lang == "zh") * 3)]) for i in range(4)]
+        for task, lang in [("flores200", "de"), ("flores200", "zh"), ("wmt", "de")]})
     overrides = [f"model.path={model_dir}", "data.source=official", f"data.official_path={sense}", f"output_root={tmp_path / 'runs'}",
                  f"figures_root={tmp_path / 'figs'}", "scoring.n_per_side=5", "activations.batch_size=4",
                  "languages=en,de,zh", "model.device=cpu", "generation.n_samples=4", "generation.batch_size=3",

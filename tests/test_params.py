@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from langneurons.params import ParamsError, available_profiles, load_params, params_from_dict, parse_overrides, save_params
-from langneurons.pipeline import main
+from langneurons.pipeline import STAGES, fetch_released_files, main
+from langneurons.release import ReleaseError
 
 PAPER_PROFILES = {"xglm-564M", "xglm-1.7B", "xglm-2.9B", "bloom-560m", "bloom-1b7", "bloom-3b", "llama-2-7b", "llama-2-13b"}
 
@@ -82,10 +83,18 @@ def test_cli_check_prints_resolved_params(capsys):
     assert out["model"]["id"] == "facebook/xglm-564M" and out["scoring"]["n_per_side"] == 5
 
 
-def test_missing_translation_files_fail_or_skip(tmp_path: Path):
+def test_missing_translation_files_fail_or_skip(tmp_path: Path, capsys):
     missing = f"translation.official_path={tmp_path / 'none'}"
-    with pytest.raises(ParamsError, match="translation.official_path .* does not exist"):
-        load_params("xglm-564M", [missing])
-    p = load_params("tiny", [missing])  # the offline default skips the stage instead
-    assert p.translation.skip_if_missing and p.translation.official_files_missing()
-    assert not load_params("tiny", [missing, "translation.tasks={}"]).translation.official_files_missing()
+    for profile in ("xglm-564M", "tiny"):  # a folder of your own that is not there is always an error
+        with pytest.raises(ParamsError, match="translation.official_path .* does not exist"):
+            load_params(profile, [missing])
+    unreachable = f"release.url={tmp_path / 'no-mirror'}"  # released pairs that cannot be fetched:
+    with pytest.raises(ReleaseError, match="make data"):  # a paper profile stops before any stage runs
+        fetch_released_files(load_params("xglm-564M", [unreachable, "data.source=hub"]), STAGES)
+    tiny = load_params("tiny", [unreachable])  # the offline default skips the translation stage
+    assert tiny.translation.skip_if_missing
+    assert fetch_released_files(tiny, STAGES) == STAGES[:-1]
+    assert "skipping 06_translation" in capsys.readouterr().out
+    assert fetch_released_files(load_params("tiny", [unreachable, "translation.tasks={}"]), STAGES) == STAGES
+
+

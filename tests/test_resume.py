@@ -21,6 +21,7 @@ import pytest
 from conftest import ALL_SENTENCES, write_official_dir
 from langneurons.cache import StageCache
 from langneurons.faults import ENV as CRASH_ENV
+from langneurons.faults import OOM_ENV
 from langneurons.layout import RunLayout
 from langneurons.params import load_params
 from langneurons.tiny import build_and_save
@@ -46,10 +47,13 @@ def inputs(tmp_path_factory) -> tuple[Path, list[str]]:
     return root, overrides
 
 
-def run(out: Path, overrides: list[str], crash: str | None = None, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
+def run(out: Path, overrides: list[str], crash: str | None = None, extra: tuple[str, ...] = (),
+        oom: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in (CRASH_ENV, OOM_ENV)}
     if crash:
         env[CRASH_ENV] = crash
+    if oom:
+        env[OOM_ENV] = oom
     sets = [*overrides, f"output_root={out}", f"figures_root={out / 'figures'}", *extra]
     return subprocess.run([sys.executable, "-m", "langneurons.pipeline", "--profile", "tiny", "--set", " ".join(sets),
                            "--stages", ",".join(STAGES)], env=env, capture_output=True, text=True, timeout=900)
@@ -84,7 +88,7 @@ def test_killed_runs_resume_to_the_uninterrupted_result(inputs, reference, tmp_p
     first = run(tmp_path, overrides, crash="activations:3")
     assert first.returncode != 0 and "02_activations stopped" in first.stderr
     progress = json.loads(next((run_dir / "partial").glob("02_activations-*/progress.json")).read_text())
-    assert progress["batches_done"] == 3 and progress["identity"]["n_batches"] > 3
+    assert progress["batches_done"] == 3 and 0 < progress["texts_done"] < progress["identity"]["n_kept"]
     assert not (run_dir / "activations" / "activations.npy").exists()  # nothing under the final name
     assert not (run_dir / "stamps" / "02_activations.json").exists()
     # 2. rerun: activations resume after batch 3; then SIGKILL after the 2nd generation condition
@@ -102,6 +106,28 @@ def test_killed_runs_resume_to_the_uninterrupted_result(inputs, reference, tmp_p
     assert reused(run_dir) == {"01_data_prep": True, "02_activations": True, "03_scoring": True, "05_intervention": False}
     assert not list((run_dir / "partial").glob("*"))  # work in progress cleaned up
     assert_same_outputs(reference, run_dir)
+
+
+def test_out_of_memory_halves_the_batch_and_gives_the_same_texts(inputs, reference, tmp_path: Path):
+    """A device that runs out of memory from the 3rd condition on with batches over 1: the run halves
+    generation.batch_size (2 -> 1), continues, records the size used, and writes exactly the texts of
+    the uninterrupted run (each sample has its own seed). With halving off it stops in one line."""
+    _, overrides = inputs
+    shutil.copytree(reference, tmp_path / "tiny")  # 01-03 are reused; 05 runs again below
+    run_dir = tmp_path / "tiny"
+    refused = run(tmp_path, overrides, extra=("halve_batch_on_oom=false", "generation.first_seed=2"), oom="generation:2:1")
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert refused.returncode == 1 and len(errors) == 1
+    assert "out of memory with generation.batch_size=2: lower it" in errors[0]
+    halved = run(tmp_path, overrides, oom="generation:2:1")
+    assert halved.returncode == 0, halved.stderr[-3000:]
+    assert "out of memory with generation.batch_size=2: continuing with 1" in notebook_text(run_dir, "05_intervention")
+    log = json.loads((run_dir / "logs" / "05_intervention.json").read_text())
+    assert log["reused"] is False and log["batch_sizes"] == {"generation.batch_size": {"asked": 2, "used": 1}}
+    report = (tmp_path / "figures" / "tiny" / "README.md").read_text()
+    assert "| 05_intervention | generation.batch_size | 2 | 1 |" in report
+    for rel in ("generations/unconditional.parquet", "generations/unconditional.csv"):
+        assert (run_dir / rel).read_bytes() == (reference / rel).read_bytes(), f"{rel} differs"
 
 
 def test_two_runs_are_byte_identical(reference, inputs, tmp_path: Path):

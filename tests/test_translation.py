@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 from pathlib import Path
 
 import pandas as pd
@@ -26,10 +27,12 @@ from langneurons.translation import (
     is_language_name_only,
     load_hub_pairs,
     load_official_pairs,
+    official_pairs_file,
     split_continuation,
 )
 
 SHARED_TRANSLATION = Path(__file__).resolve().parents[2] / "shared" / "data" / "lang_neuron_official" / "translation"
+SHARED_PKL = SHARED_TRANSLATION.parent / "translation_pkl"
 ALL_TASK_LANGS = [(task, lang) for task, langs in TASKS.items() for lang in langs]
 
 
@@ -118,19 +121,21 @@ def test_bleu_bad_input() -> None:
 
 @pytest.mark.parametrize(("task", "lang"), ALL_TASK_LANGS)
 def test_official_shared_files(task: str, lang: str) -> None:
-    path = SHARED_TRANSLATION / f"{task}_en_{lang}.json"
+    """The released pickles, read by the restricted unpickler, give exactly their JSON copies."""
+    path = SHARED_PKL / f"translation_text_{task}_en_{lang}.pkl"
     if not path.is_file():
         pytest.skip(f"released translation pairs not found at {path}")
-    pairs = load_official_pairs(SHARED_TRANSLATION, task, lang, 100)
-    first = json.loads(path.read_text(encoding="utf-8"))[0]
+    pairs = load_official_pairs(SHARED_PKL, task, lang, 100)
+    copy = json.loads((SHARED_TRANSLATION / f"{task}_en_{lang}.json").read_text(encoding="utf-8"))
     assert list(pairs.columns) == ["source", "reference"] and len(pairs) == 100
-    assert pairs.iloc[0].tolist() == [first["en"], first[lang]]
+    assert pairs["source"].tolist() == [it["en"].strip() for it in copy]
+    assert pairs["reference"].tolist() == [it[lang].strip() for it in copy]
     assert pairs.map(lambda t: bool(t.strip())).all().all()
 
 
 def _write_pairs(root: Path, task: str, lang: str, items: object) -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    (root / f"{task}_en_{lang}.json").write_text(json.dumps(items, ensure_ascii=False), encoding="utf-8")
+    (root / official_pairs_file(task, lang)).write_bytes(pickle.dumps(items, protocol=4))
     return root
 
 
@@ -159,7 +164,7 @@ def test_official_unknown_combination(tmp_path: Path, task: str, lang: str) -> N
 def test_official_missing_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="translation.official_path") as err:
         load_official_pairs(tmp_path, "iwslt2017", "fr", 10)
-    assert str(tmp_path / "iwslt2017_en_fr.json") in str(err.value)
+    assert str(tmp_path / "translation_text_iwslt2017_en_fr.pkl") in str(err.value)
 
 
 def test_official_bad_n(tmp_path: Path) -> None:
@@ -169,18 +174,20 @@ def test_official_bad_n(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("content", "message"), [
-    ("[{\"en\": \"a\", ", "not valid UTF-8 JSON"),
-    ('{"en": "a", "zh": "b"}', "holds a dict, not a JSON list"),
-    ('[{"en": "a", "de": "b"}]', r"item 0 is \['de', 'en'\].*\"zh\": reference"),
-    ('[["a", "b"]]', "item 0 is list"),
-    ('[{"en": "a", "zh": 3}]', "pair 0 has a reference of type int"),
-    ('[{"en": "a", "zh": "  "}]', "pair 0 has an empty reference"),
+    (pickle.dumps([{"en": "a"}])[:-3], "translation_text_wmt_en_zh.pkl"),  # truncated pickle
+    (pickle.dumps({"en": "a", "zh": "b"}), "holds a dict, not a list"),
+    (pickle.dumps([{"en": "a", "de": "b"}]), r"item 0 is \['de', 'en'\].*\"zh\": reference"),
+    (pickle.dumps([["a", "b"]]), "item 0 is list"),
+    (pickle.dumps([{"en": "a", "zh": 3}]), "pair 0 has a reference of type int"),
+    (pickle.dumps([{"en": "a", "zh": "  "}]), "pair 0 has an empty reference"),
+    (pickle.dumps([{"en": "a", "zh": ("b",)}]), "tuple"),  # only lists, dicts, strings and integers are built
 ])
-def test_official_bad_content(tmp_path: Path, content: str, message: str) -> None:
-    (tmp_path / "wmt_en_zh.json").write_text(content, encoding="utf-8")
+def test_official_bad_content(tmp_path: Path, content: bytes, message: str) -> None:
+    (tmp_path / "translation_text_wmt_en_zh.pkl").write_bytes(content)
     with pytest.raises(DataError, match=message) as err:
         load_official_pairs(tmp_path, "wmt", "zh", 10)
-    assert str(tmp_path / "wmt_en_zh.json") in str(err.value)
+    assert str(tmp_path / "translation_text_wmt_en_zh.pkl") in str(err.value)
+    assert "\n" not in str(err.value)
 
 
 # ---------------------------------------------------------------- hub pairs (offline stand-ins)
@@ -256,6 +263,6 @@ def test_hub_unreachable(tmp_path: Path, dataset_id: str) -> None:
     dataset_id = str(tmp_path / "missing") if dataset_id == "MISSING_DIR" else dataset_id
     spec = HubTranslationSource(id=dataset_id, config="iwslt2017-en-{lang}", split="test",
                                 kind="translation_column", codes={"de": "de"})
-    with pytest.raises(DataError, match="translation.official_path") as err:
+    with pytest.raises(DataError, match="translation.source=official") as err:
         load_hub_pairs(spec, "de", 3)
     assert dataset_id in str(err.value) and err.value.__cause__ is not None

@@ -26,8 +26,9 @@ from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .atomic import write_json, write_parquet
-from .faults import crash_point
-from .models import input_device, out_of_memory_hint
+from .batching import BatchSize, as_batch_size
+from .faults import crash_point, oom_point
+from .models import input_device
 from .units import LinearModule, find_blocks, find_linear_modules, units_table
 
 MATRIX_FILE = "activations.npy"
@@ -120,11 +121,12 @@ def mean_responses(
 
 def _open_partial(
     work_dir: Path, shape: tuple[int, int], dtype: type, kept: np.ndarray, identity: dict
-) -> tuple[np.memmap, int]:
-    """The partial matrix and how many batches it already holds (0 when starting afresh).
+) -> tuple[np.memmap, dict[str, int]]:
+    """The partial matrix and its progress (texts and batches done; zeros when starting afresh).
 
-    The progress record names what the batches were computed from (`identity`: texts, batch
-    size, ...); if anything differs, the partial matrix is discarded.
+    The progress record names what the rows were computed from (`identity`: texts, units, ...);
+    if anything differs, the partial matrix is discarded. The batch size is not part of it: a run
+    whose batch was halved after an out-of-memory error continues with the smaller batches.
     """
     matrix_path, progress_path = work_dir / MATRIX_FILE, work_dir / PROGRESS_FILE
     try:
@@ -132,9 +134,10 @@ def _open_partial(
         if progress["identity"] == identity:
             matrix = np.load(matrix_path, mmap_mode="r+")
             if matrix.shape == shape and matrix.dtype == dtype:
-                print(f"resuming activation collection after batch {progress['batches_done']} "
-                      f"(of {identity['n_batches']}) from {work_dir}")
-                return matrix, int(progress["batches_done"])
+                done = {"texts_done": int(progress["texts_done"]), "batches_done": int(progress["batches_done"])}
+                print(f"resuming activation collection after batch {done['batches_done']} "
+                      f"({done['texts_done']} of {identity['n_kept']} texts) from {work_dir}")
+                return matrix, done
     except (OSError, ValueError, KeyError):
         pass  # no usable progress: start afresh
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -142,8 +145,9 @@ def _open_partial(
     matrix = np.lib.format.open_memmap(matrix_path, mode="w+", dtype=dtype, shape=shape)
     matrix[~kept] = np.nan
     matrix.flush()
-    write_json(progress_path, {"identity": identity, "batches_done": 0})
-    return matrix, 0
+    done = {"texts_done": 0, "batches_done": 0}
+    write_json(progress_path, {"identity": identity, **done})
+    return matrix, done
 
 
 def collect_activations(
@@ -152,7 +156,7 @@ def collect_activations(
     texts: list[str],
     out_dir: Path,
     seq_len: int,
-    batch_size: int,
+    batch_size: int | BatchSize,
     storage_dtype: str = "float32",
     provenance: dict | None = None,
     work_dir: Path | None = None,
@@ -167,7 +171,8 @@ def collect_activations(
     out_dir only when complete. Called again with the same `work_dir` after an interruption, it
     resumes from the last completed batch and gives the same matrix as an uninterrupted run. The
     caller must key `work_dir` by the model (the stage cache does); without one, a scratch folder
-    beside out_dir is used and always started afresh.
+    beside out_dir is used and always started afresh. A `BatchSize` that may halve on
+    out-of-memory continues after the last saved batch with the smaller size.
     """
     modules = find_linear_modules(model)
     _, blocks = find_blocks(model)
@@ -178,10 +183,10 @@ def collect_activations(
         raise ValueError(f"all {len(texts)} texts are longer than activations.seq_len={seq_len} tokens "
                          f"(the shortest has {shortest}): raise activations.seq_len or use shorter texts")
     hooks = MeanPoolHooks(modules, model, device)
+    batch = as_batch_size("activations.batch_size", batch_size)
     order = [i for i in sorted(range(len(texts)), key=lambda i: -len(tok.ids[i])) if tok.kept[i]]  # longest first
-    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
-    identity = {"n_texts": len(texts), "n_units": hooks.n_units, "seq_len": seq_len, "batch_size": batch_size,
-                "storage_dtype": storage_dtype, "n_batches": len(batches),
+    identity = {"n_texts": len(texts), "n_kept": len(order), "n_units": hooks.n_units, "seq_len": seq_len,
+                "storage_dtype": storage_dtype,
                 "texts_sha256": hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest()}
     out_dir.mkdir(parents=True, exist_ok=True)
     if work_dir is None:  # nothing says which model an old partial matrix came from: never resume it
@@ -189,14 +194,24 @@ def collect_activations(
         shutil.rmtree(work_dir, ignore_errors=True)
     matrix, done = _open_partial(work_dir, (len(texts), hooks.n_units), _STORAGE[storage_dtype], tok.kept, identity)
     pad_id = pad_id_of(tokenizer)
-    with hooks.attached(), out_of_memory_hint("activations.batch_size", batch_size):
-        for b in tqdm(range(done, len(batches)), desc="activations", unit="batch", initial=done, total=len(batches)):
-            rows = batches[b]
+    bar = tqdm(desc="activations", unit="text", initial=done["texts_done"], total=len(order))
+
+    def run_batches(size: int) -> None:
+        """From the first text not yet saved to the end, `size` texts per forward pass."""
+        while done["texts_done"] < len(order):
+            rows = order[done["texts_done"]:done["texts_done"] + size]
+            oom_point("activations", done["batches_done"], len(rows))
             pooled = mean_responses(model, hooks, [tok.ids[i] for i in rows], pad_id)
             matrix[np.array(rows)] = pooled.cpu().numpy().astype(matrix.dtype)
             matrix.flush()  # on disk before the progress record says so
-            write_json(work_dir / PROGRESS_FILE, {"identity": identity, "batches_done": b + 1})
-            crash_point("activations", b + 1)
+            done["texts_done"] += len(rows)
+            done["batches_done"] += 1
+            write_json(work_dir / PROGRESS_FILE, {"identity": identity, **done})
+            bar.update(len(rows))
+            crash_point("activations", done["batches_done"])
+
+    with hooks.attached(), bar:
+        batch.run(run_batches)
     del matrix
     matrix_path = out_dir / MATRIX_FILE
     os.replace(work_dir / MATRIX_FILE, matrix_path)

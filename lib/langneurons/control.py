@@ -17,10 +17,10 @@ import pandas as pd
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .atomic import write_csv, write_parquet
-from .faults import crash_point
+from .batching import BatchSize, as_batch_size
+from .faults import crash_point, oom_point
 from .generation import sample_texts
 from .intervention import force_units, forcing_spec
-from .models import out_of_memory_hint
 from .params import GenerationParams
 
 
@@ -64,13 +64,18 @@ def run_conditions(
     value: str,
     progress: bool = True,
     parts_dir: Path | None = None,
+    batch_size: BatchSize | None = None,
 ) -> pd.DataFrame:
     """Generate gen.n_samples texts per condition; one row per text.
 
-    Every condition uses the same seeds, so conditions differ only by the forcing. With `parts_dir`,
-    each finished condition is saved there and reused by a rerun (after an interruption) instead of
-    being generated again; the caller keys the folder by everything the texts depend on.
+    Every condition uses the same seeds (sample i: gen.first_seed + i), so conditions differ only
+    by the forcing. With `parts_dir`, each finished condition is saved there and reused by a rerun
+    (after an interruption) instead of being generated again; the caller keys the folder by
+    everything the texts depend on. `batch_size` (default: gen.batch_size, fixed) may halve on
+    out-of-memory: the failed condition is generated again with the smaller batch, and since
+    samples are seeded one by one the texts are the same.
     """
+    batch = as_batch_size("generation.batch_size", batch_size or gen.batch_size)
     frames = []
     for i, cond in enumerate(conditions):
         part = parts_dir / f"{i:04d}.parquet" if parts_dir else None
@@ -82,17 +87,20 @@ def run_conditions(
                 pass  # unreadable part: generate it again
         if progress:
             print(f"[{i + 1}/{len(conditions)}] {cond.name} {cond.target or '-'} N={cond.n_per_side}", flush=True)
-        args = dict(n_samples=gen.n_samples, max_new_tokens=gen.max_new_tokens, temperature=gen.temperature,
-                    top_k=gen.top_k, top_p=gen.top_p, seed=gen.first_seed, batch_size=gen.batch_size)
-        with out_of_memory_hint("generation.batch_size", gen.batch_size):
+
+        def generate(size: int, cond: Condition = cond, step: int = i) -> list[str]:
+            oom_point("generation", step, size)
+            args = dict(n_samples=gen.n_samples, max_new_tokens=gen.max_new_tokens, temperature=gen.temperature,
+                        top_k=gen.top_k, top_p=gen.top_p, first_seed=gen.first_seed, batch_size=size)
             if cond.name == "none":
-                texts = sample_texts(model, tokenizer, **args)
-            else:
-                with force_units(model, forcing_spec(units_for(scores[cond.target], cond), value)):
-                    texts = sample_texts(model, tokenizer, **args)
+                return sample_texts(model, tokenizer, **args)
+            with force_units(model, forcing_spec(units_for(scores[cond.target], cond), value)):
+                return sample_texts(model, tokenizer, **args)
+
+        texts = batch.run(generate)
         frame = pd.DataFrame({
             "condition": cond.name, "target": cond.target, "n_top": cond.n_top, "n_bottom": cond.n_bottom,
-            "sample": np.arange(gen.n_samples), "batch_seed": gen.first_seed + np.arange(gen.n_samples) // gen.batch_size,
+            "sample": np.arange(gen.n_samples), "seed": gen.first_seed + np.arange(gen.n_samples),
             "text": texts,
         })
         if part is not None:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from . import paths
 from .params import Params
+from .released_data import sense_dir
 from .textsets import TextSets, load_bundled, load_official
 
 
 def build_text_sets(p: Params) -> TextSets:
     """official = the released sets exactly; hub = rebuilt from PAWS-X/FLORES-200; bundled = offline corpus."""
     if p.data.source == "official":
-        return load_official(paths.resolve(p.data.official_path), p.languages)
+        return load_official(sense_dir(p), p.languages)
     if p.data.source == "hub":
         from .hub_data import build_hub_sets  # imports `datasets` only when needed
 

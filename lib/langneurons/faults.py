@@ -1,8 +1,11 @@
-"""Fault injection for the resume tests: kill this process at a named point, like a crash would.
+"""Fault injection for the resume and out-of-memory tests: crashes and memory limits on demand.
 
-Set LANGNEURONS_CRASH_AT=<point>:<count> (e.g. activations:3 = right after the 3rd batch is saved).
-The process sends itself SIGKILL, so nothing gets a chance to clean up — the case resuming must survive.
-Unset (always, outside the tests), crash_point does nothing.
+LANGNEURONS_CRASH_AT=<point>:<count> (e.g. activations:3 = right after the 3rd batch is saved):
+the process sends itself SIGKILL, so nothing gets a chance to clean up — the case resuming must survive.
+
+LANGNEURONS_OOM=<point>:<from>:<max_batch> (e.g. generation:2:25): from step <from> of that point on
+(batch or condition index, counted from 0), any batch larger than <max_batch> raises torch's
+out-of-memory error, as a device with less memory would. Unset (always, outside the tests), both do nothing.
 """
 
 from __future__ import annotations
@@ -10,9 +13,22 @@ from __future__ import annotations
 import os
 import signal
 
+import torch
+
 ENV = "LANGNEURONS_CRASH_AT"
+OOM_ENV = "LANGNEURONS_OOM"
 
 
 def crash_point(point: str, count: int) -> None:
     if os.environ.get(ENV) == f"{point}:{count}":
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def oom_point(point: str, step: int, batch_size: int) -> None:
+    spec = os.environ.get(OOM_ENV, "")
+    name, _, rest = spec.partition(":")
+    if name != point or not rest:
+        return
+    start, _, max_batch = rest.partition(":")
+    if step >= int(start) and batch_size > int(max_batch):
+        raise torch.OutOfMemoryError(f"CUDA out of memory (simulated by {OOM_ENV}={spec}) with a batch of {batch_size}")

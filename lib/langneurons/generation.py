@@ -1,8 +1,9 @@
 """Unconditional text generation as in the paper: sample from the start-of-text token alone.
 
 Each batch repeats one prompt, so all rows have the same length and need no padding. Sampling is
-seeded per batch (its own generator), so the same parameters give the same texts (on the same
-device and batching).
+seeded per sample, as in the paper (sample i draws from its own generator seeded first_seed + i),
+so a sample's text does not depend on the batch it was generated in: halving the batch after an
+out-of-memory error gives the same texts.
 """
 
 from __future__ import annotations
@@ -71,21 +72,23 @@ class InverseCdfSampler(LogitsProcessor):
 
     Used as the last logits processor of a greedy `generate`, so greedy decoding emits the sampled
     token. It samples from exactly the same distribution as `do_sample=True`, but by inverting the
-    cumulative distribution with one uniform number per row: torch.multinomial took half of the
-    whole generation time on CPU (BENCHMARKS.md). Its own generator, seeded with `seed` and made
-    on the logits' device at the first step (under device_map that is the last GPU), makes the
-    random stream independent of anything else that draws random numbers.
+    cumulative distribution with one uniform number per row and step: torch.multinomial took half
+    of the whole generation time on CPU (BENCHMARKS.md). Row r's numbers come from its own CPU
+    generator seeded `seeds[r]` (drawn up front, `steps` per row), so a sample's random stream is
+    the same whatever batch it is in and on whatever device the model runs.
     """
 
-    def __init__(self, seed: int):
-        self.seed = seed
-        self.generator: torch.Generator | None = None
+    def __init__(self, seeds: list[int], steps: int):
+        self.uniforms = torch.stack([torch.rand(steps, generator=torch.Generator().manual_seed(s)) for s in seeds])
+        self.step = 0
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        if self.generator is None:
-            self.generator = torch.Generator(device=scores.device).manual_seed(self.seed)
+        if scores.shape[0] != self.uniforms.shape[0] or self.step >= self.uniforms.shape[1]:
+            raise GenerationError(f"the sampler was made for {self.uniforms.shape[0]} rows and "
+                                  f"{self.uniforms.shape[1]} steps; got row count {scores.shape[0]} at step {self.step + 1}")
         cdf = torch.softmax(scores.float(), dim=-1).cumsum(dim=-1)
-        u = torch.rand(scores.shape[0], 1, generator=self.generator, device=scores.device) * cdf[:, -1:]
+        u = self.uniforms[:, self.step:self.step + 1].to(scores.device) * cdf[:, -1:]
+        self.step += 1
         token = torch.searchsorted(cdf, u, right=True).clamp_(max=scores.shape[-1] - 1)
         return torch.full_like(scores, float("-inf")).scatter_(1, token, 0.0)
 
@@ -98,11 +101,13 @@ def sample_texts(
     temperature: float,
     top_k: int,
     top_p: float,
-    seed: int,
+    first_seed: int,
     batch_size: int,
     prompt_ids: list[int] | None = None,
 ) -> list[str]:
     """n_samples continuations of the start token (or prompt_ids), decoded without special tokens.
+
+    Sample i is drawn with seed first_seed + i (the paper: seeds 1..100), whatever the batch size.
 
     Temperature, top-k and top-p are applied by our own processors, so a checkpoint's
     generation_config (e.g. Llama-2's top_p=0.9) cannot change them; top_k=0 means no top-k and
@@ -122,7 +127,8 @@ def sample_texts(
             warpers.append(TopKLogitsWarper(top_k))
         if top_p < 1:
             warpers.append(TopPLogitsWarper(top_p))
-        sampler = InverseCdfSampler(seed + b)
+        first = first_seed + b * batch_size
+        sampler = InverseCdfSampler(list(range(first, first + size)), max_new_tokens)
         # greedy decoding of the sampler's one-hot scores = sampling (see InverseCdfSampler)
         out = model.generate(
             input_ids=input_ids, attention_mask=torch.ones_like(input_ids), do_sample=False,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -80,23 +78,3 @@ def check_causal(config: PretrainedConfig, source: str) -> None:
 def input_device(model: PreTrainedModel) -> torch.device:
     """Where inputs go: the device of the input embeddings (also right under device_map)."""
     return model.get_input_embeddings().weight.device
-
-
-class DeviceOutOfMemoryError(RuntimeError):
-    """A batch did not fit in the device's memory: the message names the batch-size param to lower."""
-
-
-@contextmanager
-def out_of_memory_hint(param: str, batch_size: int) -> Iterator[None]:
-    """Turn an out-of-memory error inside the block into one that says which param to lower."""
-    try:
-        yield
-    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
-        text = str(e).lower()
-        if not isinstance(e, (torch.OutOfMemoryError, MemoryError)) and "out of memory" not in text \
-                and "can't allocate memory" not in text:
-            raise
-        raise DeviceOutOfMemoryError(
-            f"out of memory with {param}={batch_size}: lower it, e.g. SET=\"{param}={max(1, batch_size // 2)}\" "
-            "(finished work is kept; the rerun resumes)"
-        ) from e

@@ -20,6 +20,7 @@ import yaml
 
 from . import paths
 from .languages import LANGUAGES, check_languages
+from .release import MODELS as RELEASE_MODELS
 from .textsets import DataError
 from .translation import TASKS, HubTranslationSource
 
@@ -69,9 +70,15 @@ class BundledDataParams:
 
 
 @dataclass(frozen=True)
+class ReleaseParams:
+    url: str | None  # where the original code's released files are fetched from (null: $LANGNEURONS_RELEASE_URL, else GitHub at the pinned commit)
+    cache_dir: str | None  # where fetched files are kept (null: $XDG_CACHE_HOME or ~/.cache, /langneurons/release/<commit>)
+
+
+@dataclass(frozen=True)
 class DataParams:
     source: str  # official | hub | bundled
-    official_path: str  # directory of <lang>.json files released with the original code
+    official_path: str | None  # your own folder of <lang>.json sets (null: the released sets, fetched and verified)
     hub: HubDataParams
     bundled: BundledDataParams
 
@@ -109,17 +116,14 @@ class InterventionParams:
 
 @dataclass(frozen=True)
 class TranslationParams:
-    source: str  # official (released JSON files) | hub (rebuilt with `datasets`)
-    official_path: str  # directory of <task>_en_<lang>.json files
+    source: str  # official (the released pairs) | hub (rebuilt with `datasets`)
+    official_path: str | None  # your own folder of translation_text_<task>_en_<lang>.pkl files (null: the released ones, fetched)
     tasks: dict[str, list[str]]  # task -> target languages (paper: flores200, iwslt2017, wmt)
     n_pairs: int  # first n source/reference pairs per task and language (paper: 100)
     max_new_tokens: int  # paper: 128, greedy
     batch_size: int  # prompts generated together (left-padded)
     hub: dict[str, HubTranslationSource]  # "<task>" or "<task>/<lang>" -> where the pairs live online
-    skip_if_missing: bool  # official files absent: skip the stage (true) or fail (false)
-
-    def official_files_missing(self) -> bool:
-        return self.source == "official" and bool(self.tasks) and not paths.resolve(self.official_path).is_dir()
+    skip_if_missing: bool  # released pairs unavailable (offline): skip the stage (true) or fail (false)
 
 
 @dataclass(frozen=True)
@@ -130,9 +134,12 @@ class Params:
     languages: list[str]  # target languages, subset of en de fr es zh ja
     seed: int  # global seed for anything random not covered by a more specific seed
     force: bool  # recompute every stage even when its cached outputs match (make replicate FORCE=1)
+    halve_batch_on_oom: bool  # out of memory: halve the batch size and continue (false: stop with an error)
+    paper_model: str | None  # the model's folder in the original release (e.g. xglm-564M): report shows the paper's numbers beside ours
     output_root: str  # runs go to <output_root>/<profile>/
     figures_root: str  # paper figures go to <figures_root>/<profile>/
     model: ModelParams
+    release: ReleaseParams
     data: DataParams
     activations: ActivationParams
     scoring: ScoringParams
@@ -334,6 +341,8 @@ def check(p: Params, check_files: bool = True) -> None:
     ]:
         _positive(key, value)
     _one_of("intervention.value", p.intervention.value, FORCE_VALUES)
+    if p.paper_model is not None:
+        _one_of("paper_model", p.paper_model, RELEASE_MODELS)
     if not p.intervention.sweep or min(p.intervention.sweep) <= 0:
         raise ParamsError(f"intervention.sweep = {p.intervention.sweep} must list unit counts > 0, e.g. [1, 10, 100]")
     _one_of("translation.source", p.translation.source, ("official", "hub"))
@@ -366,19 +375,21 @@ def check(p: Params, check_files: bool = True) -> None:
                 f"model.path {model_dir} is not a model directory (no config.json): "
                 "fix the path, build the local model (make tiny-model), or set model.path=null to use model.id"
             )
-    if p.translation.official_files_missing() and not p.translation.skip_if_missing:
-        raise ParamsError(
-            f"translation.official_path {paths.resolve(p.translation.official_path)} does not exist: point it at "
-            "the released translation/ directory (../shared/data/lang_neuron_official/translation), or set "
-            "translation.tasks={} to skip the translation stage"
-        )
-    if p.data.source == "official":
+    if p.translation.source == "official" and p.translation.official_path is not None:
+        tr_dir = paths.resolve(p.translation.official_path)
+        if not tr_dir.is_dir():
+            raise ParamsError(
+                f"translation.official_path {tr_dir} does not exist: point it at a folder of "
+                "translation_text_<task>_en_<lang>.pkl files, or set translation.official_path=null to use the "
+                "released pairs (fetched by `make data`)"
+            )
+    if p.data.source == "official" and p.data.official_path is not None:
         data_dir = paths.resolve(p.data.official_path)
         missing = [lang for lang in p.languages if not (data_dir / f"{lang}.json").is_file()]
         if missing:
             raise ParamsError(
-                f"data.official_path {data_dir} lacks {[m + '.json' for m in missing]}: point "
-                "data.official_path at the released sense/ directory (../shared/data/lang_neuron_official/sense)"
+                f"data.official_path {data_dir} lacks {[m + '.json' for m in missing]}: point it at a folder of "
+                "<lang>.json sets, or set data.official_path=null to use the released sets (fetched by `make data`)"
             )
 
 

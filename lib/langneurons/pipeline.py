@@ -14,7 +14,9 @@ import time
 
 from . import paths
 from .layout import RunLayout
-from .params import ParamsError, load_params, save_params
+from .params import Params, ParamsError, load_params, save_params
+from .release import ReleaseError
+from .released_data import needed_files, release_for
 from .report import write_report
 from .stagelog import stage_table
 
@@ -32,10 +34,8 @@ def run_stages(profile: str, overrides: list[str], stages: tuple[str, ...] = STA
     p = load_params(profile, overrides)
     layout = RunLayout.of(p)
     save_params(p, layout.params_file)
-    if "06_translation" in stages and p.translation.official_files_missing():  # allowed by skip_if_missing
-        print(f"skipping 06_translation: no translation files at {p.translation.official_path} "
-              "(set translation.official_path to the released translation/ directory to run it)")
-        stages = tuple(s for s in stages if s != "06_translation")
+    stages = fetch_released_files(p, stages)
+    print_plan(p)
     os.environ.setdefault("TQDM_MININTERVAL", "10")  # keeps progress bars from flooding saved notebooks
     for stage in stages:
         source = paths.NOTEBOOKS_DIR / f"{stage}.ipynb"
@@ -57,6 +57,36 @@ def run_stages(profile: str, overrides: list[str], stages: tuple[str, ...] = STA
     return layout
 
 
+def fetch_released_files(p: Params, stages: tuple[str, ...]) -> tuple[str, ...]:
+    """Fetch (or find verified in the cache) the released files the stages read, before any stage runs.
+
+    Translation pairs that cannot be fetched skip the translation stage when the profile allows it
+    (translation.skip_if_missing: the tiny default offline); anything else stops here in one line.
+    """
+    needed = needed_files(p)
+    if "01_data_prep" in stages and "sentence sets" in needed:
+        release_for(p).fetch_all(needed["sentence sets"])
+    if "06_translation" in stages and "translation pairs" in needed:
+        try:
+            release_for(p).fetch_all(needed["translation pairs"])
+        except ReleaseError as e:
+            if not p.translation.skip_if_missing:
+                raise
+            print(f"skipping 06_translation: the released translation pairs are not available ({e})")
+            stages = tuple(s for s in stages if s != "06_translation")
+    return stages
+
+
+def print_plan(p: Params) -> None:
+    """The cost of the run in one paragraph (make plan prints it in full), before anything starts."""
+    from .plan import PlanError, make_plan, plan_paragraph
+
+    try:
+        print(plan_paragraph(make_plan(p)), flush=True)
+    except PlanError as e:
+        print(f"(no plan: {e})", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="tiny", help="a file in params/profiles/ (without .yaml)")
@@ -75,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise ParamsError(f"unknown stage(s) {unknown}: choose from {', '.join(STAGES)}")
         run_stages(args.profile, overrides, tuple(args.stages.split(",")))
-    except ParamsError as e:
+    except (ParamsError, ReleaseError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except StageError as e:

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import paths
 from .atomic import write_text
 from .layout import RunLayout
 from .params import Params
+from .stagelog import batch_size_table
 
 
-def _table(df: pd.DataFrame, digits: int = 1) -> str:
+def markdown_table(df: pd.DataFrame, digits: int = 1) -> str:
     """A Markdown table (no extra dependency), numbers rounded."""
     df = df.round(digits)
     cells = [[str(c) for c in df.columns]] + [[str(v) for v in row] for row in df.itertuples(index=False)]
@@ -40,6 +42,62 @@ def _depth_share(dist: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
+def paper_tables(figures_root: Path, model: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """(rates, translation metrics) of one release model from <figures_root>/paper/ (written by
+    `make paper-numbers`), or None when they are not there."""
+    out = figures_root / "paper"
+    if not (out / "fig3_5_target_rates.csv").is_file():
+        return None
+    rates = pd.read_csv(out / "fig3_5_target_rates.csv", keep_default_na=False)
+    rates = rates[rates.model == model]
+    trans = pd.read_csv(out / "fig6_translation.csv") if (out / "fig6_translation.csv").is_file() else pd.DataFrame()
+    trans = trans[trans.model == model] if len(trans) else pd.DataFrame(columns=["task", "target", "condition"])
+    return (rates, trans) if len(rates) else None
+
+
+def beside_paper(ours: pd.DataFrame, paper: pd.DataFrame, keys: list[str], values: list[str]) -> pd.DataFrame:
+    """Our numbers and the paper's for every key both have (e.g. condition, target, N), side by side."""
+    merged = ours[keys + values].merge(paper[keys + values], on=keys, suffixes=(" (run)", " (paper)"))
+    return merged[keys + [f"{v} ({who})" for v in values for who in ("run", "paper")]]
+
+
+def _paper_section(p: Params, layout: RunLayout) -> list[str]:
+    """The paper's value next to the run's, for every number both have, both scored by the same code."""
+    if not p.paper_model:
+        return []
+    tables = paper_tables(paths.resolve(p.figures_root), p.paper_model)
+    if tables is None:
+        return ["## Beside the paper's own numbers\n",
+                f"Run `make paper-numbers` to score the authors' released generations of `{p.paper_model}` and show "
+                "them here next to this run's.\n"]
+    paper_rates, paper_trans = tables
+    parts = ["## Beside the paper's own numbers\n",
+             f"The authors' released generations of `{p.paper_model}`, scored by the same code as this run "
+             "(`paper_figures/paper/`). `n_top`/`n_bottom`: units forced per side (the paper's \"2000 both\" = 1000 + 1000).\n"]
+    rates_file = layout.figures / "fig3_5_target_rates.csv"
+    if rates_file.is_file():
+        ours = pd.read_csv(rates_file, keep_default_na=False)
+        keys = ["condition", "target", "n_top", "n_bottom"]
+        parts += ["Target-language rate of unconditional generation (%):\n",
+                  markdown_table(beside_paper(ours, paper_rates, keys, ["target_rate"])), ""]
+    trans_file = layout.figures / "fig6_translation.csv"
+    if trans_file.is_file() and len(paper_trans):
+        ours = pd.read_csv(trans_file)
+        parts += ["Translation prompt: answers in the target language (%) and BLEU:\n",
+                  markdown_table(beside_paper(ours, paper_trans, ["task", "target", "condition"], ["target_rate", "bleu"])), ""]
+    return parts
+
+
+def _batch_section(layout: RunLayout) -> list[str]:
+    """The batch sizes the stages actually used: smaller than asked after an out-of-memory error."""
+    table = batch_size_table(layout.root)
+    if table.empty:
+        return []
+    return ["## Batch sizes\n", "Asked in params and actually used by the stages that computed these results "
+            "(halved and continued after an out-of-memory error, unless `halve_batch_on_oom: false`).\n",
+            markdown_table(table), ""]
+
+
 def build_report(p: Params, layout: RunLayout) -> str:
     f = layout.figures
     parts = [
@@ -54,11 +112,11 @@ def build_report(p: Params, layout: RunLayout) -> str:
     summary = layout.scores / "summary.csv"
     if summary.is_file():
         parts += ["## Expertise (AP) of every unit\n", _figure(layout, "fig8_ap_distribution", "AP of every unit per language; red/blue: top-N/bottom-N cut-offs, dashed: chance."),
-                  _table(pd.read_csv(summary)[["language", "units", "max_ap", "min_ap", "top_cutoff_ap", "bottom_cutoff_ap", "selected_share_%"]], 3), ""]
+                  markdown_table(pd.read_csv(summary)[["language", "units", "max_ap", "min_ap", "top_cutoff_ap", "bottom_cutoff_ap", "selected_share_%"]], 3), ""]
     if (f / "fig1_layer_distribution.csv").is_file():
         dist = pd.read_csv(f / "fig1_layer_distribution.csv")
         parts += ["## Where the units sit (Figure 1)\n", _figure(layout, "fig1_layer_distribution", "Selected units per block against relative depth (paper: mostly first and last layers)."),
-                  "Share of the selected units by depth (%, all languages):\n", _table(_depth_share(dist)), ""]
+                  "Share of the selected units by depth (%, all languages):\n", markdown_table(_depth_share(dist)), ""]
     if (f / "fig2_overlap.csv").is_file():
         shared = pd.read_csv(f / "fig2_overlap.csv")
         off = shared[shared.language_a != shared.language_b]
@@ -68,7 +126,7 @@ def build_report(p: Params, layout: RunLayout) -> str:
         main = pd.read_csv(f / "fig3_main_rates.csv")
         parts += ["## Forcing the units steers generation (Figures 3-5)\n",
                   _figure(layout, "fig3_target_rate", "Share of 100 unconditional generations in each language, without vs with its top-N + bottom-N units forced."),
-                  _table(main), f"\nMean rise: **{main['rise'].mean():+.1f} points** (target-language rate, percent).\n",
+                  markdown_table(main), f"\nMean rise: **{main['rise'].mean():+.1f} points** (target-language rate, percent).\n",
                   _figure(layout, "fig4_rate_vs_n", "Target-language rate against the number of forced units per side (log axis)."),
                   _figure(layout, "fig5_top_bottom_both", "Forcing only the top-N, only the bottom-N, or both.")]
     if (f / "fig6_translation.csv").is_file() and (layout.root / "generations" / "translation.csv").is_file():
@@ -79,11 +137,12 @@ def build_report(p: Params, layout: RunLayout) -> str:
         parts += ["## Translation prompt with forced units (Figure 6)\n",
                   _figure(layout, "fig6_translation", "Answers to the translation prompt in the target language (top) and BLEU (bottom), without vs with the target's units forced."),
                   "`none` = no intervention, `both` = top-N + bottom-N forced; `language_name_only` counts answers that only name a language.\n",
-                  _table(wide.reset_index()), ""]
+                  markdown_table(wide.reset_index()), ""]
     if (f / "fig7_examples.csv").is_file():
         ex = pd.read_csv(f / "fig7_examples.csv", keep_default_na=False)
         ex = ex.assign(text=ex["text"].str.slice(0, 160), target=ex["target"].replace("", "(none)"))
-        parts += ["## Example generations\n", _table(ex[["condition", "target", "text"]]), ""]
+        parts += ["## Example generations\n", markdown_table(ex[["condition", "target", "text"]]), ""]
+    parts += _paper_section(p, layout) + _batch_section(layout)
     return "\n".join(parts) + "\n"
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from .atomic import write_json
+from .batching import BatchSize
 
 
 def peak_rss_mib() -> float:
@@ -29,16 +30,49 @@ class Stage:
     run_dir: Path
     started: float = field(default_factory=time.perf_counter)
     reused: bool | None = None  # set by the stage's cache: True when its outputs were reused
+    batch_sizes: list[BatchSize] = field(default_factory=list)  # recorded with the size actually used
 
-    def finish(self) -> dict[str, float | str | bool | None]:
+    def batch_size(self, param: str, asked: int, halve_on_oom: bool) -> BatchSize:
+        """The stage's batch size for `param`; the log records what was asked and what was used."""
+        batch = BatchSize(param, asked, halve_on_oom)
+        self.batch_sizes.append(batch)
+        return batch
+
+    def finish(self) -> dict:
+        path = self.run_dir / "logs" / f"{self.name}.json"
+        sizes = {b.param: b.record() for b in self.batch_sizes}
+        if self.reused and path.is_file():  # reused outputs: keep the sizes of the run that computed them
+            sizes = json.loads(path.read_text()).get("batch_sizes", sizes)
         record = {"stage": self.name, "wall_s": round(time.perf_counter() - self.started, 2),
-                  "peak_rss_mib": round(peak_rss_mib(), 1), "reused": self.reused}
-        write_json(self.run_dir / "logs" / f"{self.name}.json", record)
-        print(f"stage {self.name}: {record['wall_s']} s, peak RSS {record['peak_rss_mib']} MiB")
+                  "peak_rss_mib": round(peak_rss_mib(), 1), "reused": self.reused, "batch_sizes": sizes}
+        write_json(path, record)
+        halved = [f"{b.param} halved to {b.used} (asked {b.asked})" for b in self.batch_sizes if b.used != b.asked]
+        print(f"stage {self.name}: {record['wall_s']} s, peak RSS {record['peak_rss_mib']} MiB"
+              + (f"; {', '.join(halved)}" if halved else ""))
         return record
 
 
+def batch_size_table(run_dir: Path) -> pd.DataFrame:
+    """stage, param, asked, used: one row per batch size a stage recorded."""
+    rows = [{"stage": r["stage"], "param": param, **s} for r in _records(run_dir)
+            for param, s in (r.get("batch_sizes") or {}).items()]
+    return pd.DataFrame(rows, columns=["stage", "param", "asked", "used"])
+
+
+def _records(run_dir: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((run_dir / "logs").glob("*.json"))]
+
+
+def _batch_used(record: dict) -> str:
+    """"activations.batch_size=16 (asked 32)" for the stages that batched and were not reused."""
+    sizes = record.get("batch_sizes") or {}
+    return ", ".join(f"{param}={s['used']}" + (f" (asked {s['asked']})" if s["used"] != s["asked"] else "")
+                     for param, s in sizes.items())
+
+
 def stage_table(run_dir: Path) -> pd.DataFrame:
-    """All recorded stages of a run, in name order."""
-    records = [json.loads(p.read_text()) for p in sorted((run_dir / "logs").glob("*.json"))]
-    return pd.DataFrame(records, columns=["stage", "wall_s", "peak_rss_mib", "reused"])
+    """All recorded stages of a run, in name order, with the batch sizes actually used."""
+    records = _records(run_dir)
+    table = pd.DataFrame(records, columns=["stage", "wall_s", "peak_rss_mib", "reused"])
+    table["batch_size_used"] = [_batch_used(r) for r in records]
+    return table

@@ -3,12 +3,13 @@
 The prompt deliberately does not name the target language: the model must pick it up from the
 neurons forced on, so a model that answers with a language's name ("Deutsch.") has not translated;
 `is_language_name_only` lets such answers be counted apart. Pairs come either from the released
-files (<task>_en_<lang>.json, a JSON list of {"en": source, "<lang>": reference}) or from the hub.
+files (translation_text_<task>_en_<lang>.pkl, a pickled list of {"en": source, "<lang>": reference},
+read with a restricted unpickler that builds nothing but lists, dicts, strings and integers) or
+from the hub.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from .hub_load import load_hub_split
+from .safe_pickle import load_builtin_pickle
 from .textsets import DataError
 
 SOURCE_LANG = "en"
@@ -63,23 +65,25 @@ def _pairs_frame(sources: list[Any], references: list[Any], where: str) -> pd.Da
     return pd.DataFrame({"source": [s.strip() for s in sources], "reference": [r.strip() for r in references]})
 
 
-def load_official_pairs(data_dir: Path, task: str, lang: str, n: int) -> pd.DataFrame:
-    """The first n (source, reference) pairs of <data_dir>/<task>_en_<lang>.json, in file order.
+def official_pairs_file(task: str, lang: str) -> str:
+    """The released file name of a task's pairs, as in the original repository's assets_translation/."""
+    return f"translation_text_{task}_{SOURCE_LANG}_{lang}.pkl"
 
-    Read as JSON (never unpickled). Only the pairs used are checked; a file with fewer than n pairs
-    gives all it has.
+
+def load_official_pairs(data_dir: Path, task: str, lang: str, n: int) -> pd.DataFrame:
+    """The first n (source, reference) pairs of <data_dir>/translation_text_<task>_en_<lang>.pkl, in file order.
+
+    Read with a restricted unpickler (never pickle.load): only lists, dicts, strings and integers
+    are built. Only the pairs used are checked; a file with fewer than n pairs gives all it has.
     """
     _check_task(task, lang)
     _check_n(n)
-    path = Path(data_dir) / f"{task}_{SOURCE_LANG}_{lang}.json"
+    path = Path(data_dir) / official_pairs_file(task, lang)
     if not path.is_file():
-        raise DataError(f"{path} is missing: set translation.official_path to the directory of the released "
-                        f"translation pairs (<task>_en_<lang>.json)")
-    try:
-        items = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path} is not valid UTF-8 JSON ({e}): replace it with the released file") from e
-    schema = f'a JSON list of {{"{SOURCE_LANG}": source, "{lang}": reference}} objects'
+        raise DataError(f"{path} is missing: set translation.official_path to a folder of released translation "
+                        "pairs (translation_text_<task>_en_<lang>.pkl), or to null to fetch them (make data)")
+    items = load_builtin_pickle(path)
+    schema = f'a list of {{"{SOURCE_LANG}": source, "{lang}": reference}} dicts'
     if not isinstance(items, list):
         raise DataError(f"{path} holds a {type(items).__name__}, not {schema}: replace it with the released file")
     items = items[:n]
@@ -123,8 +127,8 @@ class HubTranslationSource:
 def _load_split(dataset_id: str, config: str, split: str) -> Any:
     return load_hub_split(
         dataset_id, config, split, fix="fix the source's config template, codes or split",
-        offline="use the released translation pairs: translation.official_path pointing at the "
-        "<task>_en_<lang>.json files.",
+        offline="use the released translation pairs: translation.source=official (fetched by `make data`, "
+        "or from a mirror named by LANGNEURONS_RELEASE_URL).",
     )
 
 

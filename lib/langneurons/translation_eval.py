@@ -10,13 +10,14 @@ from __future__ import annotations
 import pandas as pd
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from .batching import BatchSize, as_batch_size
 from .control import Condition, units_for
+from .faults import oom_point
 from .generation import greedy_continuations
 from .intervention import force_units, forcing_spec
 from .langid import detect_languages
-from .models import out_of_memory_hint
-from . import paths
 from .params import Params
+from .released_data import translation_dir, translation_pairs
 from .translation import build_prompt, corpus_bleu, extract_answer, is_language_name_only, load_hub_pairs, load_official_pairs
 
 
@@ -28,20 +29,29 @@ def run_translation(
     n_per_side: int,
     value: str,
     max_new_tokens: int,
-    batch_size: int,
+    batch_size: int | BatchSize,
 ) -> pd.DataFrame:
-    """One row per (task, target, condition, pair): source, reference, raw continuation, answer."""
+    """One row per (task, target, condition, pair): source, reference, raw continuation, answer.
+
+    A `BatchSize` that halves on out-of-memory generates the failed (task, language, condition) again
+    with the smaller batch."""
+    batch = as_batch_size("translation.batch_size", batch_size)
     frames = []
+    step = 0
     for (task, lang), table in pairs.items():
         prompts = [build_prompt(s) for s in table["source"]]
         for cond in (Condition("none", lang, 0, 0), Condition("both", lang, n_per_side, n_per_side)):
             print(f"{task} {lang} {cond.name}", flush=True)
-            with out_of_memory_hint("translation.batch_size", batch_size):
+
+            def generate(size: int, cond: Condition = cond, step: int = step) -> list[str]:
+                oom_point("translation", step, size)
                 if cond.name == "none":
-                    out = greedy_continuations(model, tokenizer, prompts, max_new_tokens, batch_size)
-                else:
-                    with force_units(model, forcing_spec(units_for(scores[lang], cond), value)):
-                        out = greedy_continuations(model, tokenizer, prompts, max_new_tokens, batch_size)
+                    return greedy_continuations(model, tokenizer, prompts, max_new_tokens, size)
+                with force_units(model, forcing_spec(units_for(scores[cond.target], cond), value)):
+                    return greedy_continuations(model, tokenizer, prompts, max_new_tokens, size)
+
+            out = batch.run(generate)
+            step += 1
             frames.append(table.assign(task=task, target=lang, condition=cond.name, n_per_side=cond.n_per_side,
                                        pair=range(len(table)), continuation=out,
                                        answer=[extract_answer(c) for c in out]))
@@ -69,11 +79,11 @@ def translation_metrics(results: pd.DataFrame) -> pd.DataFrame:
 def load_pairs(p: Params) -> dict[tuple[str, str], pd.DataFrame]:
     """(task, language) -> first n source/reference pairs, for the run's languages."""
     out = {}
-    for task, langs in p.translation.tasks.items():
-        for lang in (x for x in langs if x in p.languages):
-            if p.translation.source == "official":
-                out[(task, lang)] = load_official_pairs(paths.resolve(p.translation.official_path), task, lang, p.translation.n_pairs)
-            else:
-                spec = p.translation.hub.get(f"{task}/{lang}") or p.translation.hub[task]
-                out[(task, lang)] = load_hub_pairs(spec, lang, p.translation.n_pairs)
+    official_dir = translation_dir(p) if p.translation.source == "official" else None  # fetched once, if needed
+    for task, lang in translation_pairs(p):
+        if official_dir is not None:
+            out[(task, lang)] = load_official_pairs(official_dir, task, lang, p.translation.n_pairs)
+        else:
+            spec = p.translation.hub.get(f"{task}/{lang}") or p.translation.hub[task]
+            out[(task, lang)] = load_hub_pairs(spec, lang, p.translation.n_pairs)
     return out

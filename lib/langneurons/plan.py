@@ -519,7 +519,7 @@ def plan_paragraph(plan: Plan) -> str:
         f"Plan for {plan.profile} ({plan.model}, {plan.model_dtype} on {plan.device}): "
         f"{plan.n_units:,} units in {plan.n_blocks} blocks; the activation matrix takes {fmt_size(plan.matrix_bytes)} "
         f"on disk for {plan.n_texts:,} texts ({plan.texts_basis}); {weights}; peak memory ≈ {memory}; "
-        f"estimated time ≈ {fmt_time(plan.total_seconds)} in all (rough; `make plan PROFILE={plan.profile}` "
+        f"estimated time ≈ {fmt_time(plan.total_seconds)} for all six stages (rough; `make plan PROFILE={plan.profile}` "
         "shows the breakdown and assumptions)."
     )
 

@@ -9,7 +9,7 @@ import huggingface_hub.constants
 import pytest
 import torch
 from torch import nn
-from transformers import BertConfig, BertForMaskedLM
+from transformers import BertConfig, BertForMaskedLM, T5Config
 
 from conftest import ALL_SENTENCES, write_official_dir
 from langneurons.activations import MATRIX_FILE, collect_activations
@@ -151,6 +151,17 @@ def test_non_causal_model(tmp_path: Path):
     with pytest.raises(ModelLoadError) as err:
         load_model(_model_params(path=str(tmp_path / "bert")))
     _one_line(err, "not a causal", "XGLM")
+
+
+def test_encoder_decoder_refused_from_its_config_alone(tmp_path: Path, monkeypatch):
+    """Refused before any weight is read: the folder holds a T5 config and no weights at all."""
+    T5Config(vocab_size=200, d_model=16, num_layers=1, num_heads=2, d_ff=32).save_pretrained(tmp_path / "t5")
+    loads = []
+    monkeypatch.setattr("transformers.AutoModelForCausalLM.from_pretrained", lambda *a, **k: loads.append(a))
+    with pytest.raises(ModelLoadError) as err:
+        load_model(_model_params(path=str(tmp_path / "t5")))
+    _one_line(err, "not a causal", "saved as t5")
+    assert loads == []
 
 
 def test_out_of_memory_names_the_batch_size(tmp_path: Path, tiny, monkeypatch):

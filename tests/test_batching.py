@@ -65,7 +65,8 @@ def test_activations_continue_after_the_last_saved_batch(tiny, tmp_path: Path, m
 
 def test_generation_redoes_the_failed_condition_with_the_same_texts(tiny, monkeypatch):
     model, tokenizer = tiny("bloom")
-    gen = GenerationParams(n_samples=4, first_seed=1, max_new_tokens=6, temperature=1.0, top_k=0, top_p=1.0, batch_size=4)
+    gen = GenerationParams(n_samples=4, first_seed=1, max_new_tokens=6, temperature=1.0, top_k=0, top_p=1.0, batch_size=4,
+                           start="auto")
     scores = {"de": pd.DataFrame({"layer": ["transformer.h.0.mlp.dense_4h_to_h"] * 4, "unit": range(4),
                                   "ap": [0.9, 0.8, 0.1, 0.2], "on_p50": [3.0, -3.0, 2.0, 1.0]})}
     conditions = [Condition("none", "", 0, 0), Condition("both", "de", 1, 1), Condition("top", "de", 2, 0)]

@@ -91,7 +91,8 @@ def run_conditions(
         def generate(size: int, cond: Condition = cond, step: int = i) -> list[str]:
             oom_point("generation", step, size)
             args = dict(n_samples=gen.n_samples, max_new_tokens=gen.max_new_tokens, temperature=gen.temperature,
-                        top_k=gen.top_k, top_p=gen.top_p, first_seed=gen.first_seed, batch_size=size)
+                        top_k=gen.top_k, top_p=gen.top_p, first_seed=gen.first_seed, batch_size=size,
+                        start=gen.start)
             if cond.name == "none":
                 return sample_texts(model, tokenizer, **args)
             with force_units(model, forcing_spec(units_for(scores[cond.target], cond), value)):

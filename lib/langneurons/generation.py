@@ -29,23 +29,44 @@ class GenerationError(ValueError):
     """Generation parameters or tokenizer do not allow sampling."""
 
 
-def start_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """What starts a text for this family: XGLM `</s>`, Llama `<s>`, BLOOM the text "</s>".
+START_CHOICES = ("auto", "bos", "eos")  # generation.start; any other value is a text
 
-    XGLM and Llama tokenizers add their start token themselves (tokenizer("") is not empty); BLOOM's
-    adds nothing, and the paper starts it from the string "</s>", which tokenizes to its EOS id.
+
+def _special_ids(tokenizer: PreTrainedTokenizerBase, which: str) -> list[int]:
+    token = tokenizer.bos_token if which == "bos" else tokenizer.eos_token
+    ids = list(tokenizer(token, add_special_tokens=False)["input_ids"]) if token else []
+    if not ids:
+        other = "eos" if which == "bos" else "bos"
+        raise GenerationError(f"{type(tokenizer).__name__} has no {which.upper()} token: set generation.start={other}, "
+                              "auto or a text to start unconditional generation from")
+    return ids
+
+
+def start_ids(tokenizer: PreTrainedTokenizerBase, start: str = "auto") -> list[int]:
+    """The tokens unconditional generation starts from (param generation.start).
+
+    - auto (default): what the tokenizer itself puts before any text — XGLM `</s>`, Llama/Mistral
+      `<s>`, Gemma `<bos>` (tokenizer("") is not empty) — and where it puts nothing (BLOOM, GPT-2,
+      GPT-NeoX, Falcon, Qwen: no BOS token is added), its EOS token: the paper starts BLOOM from the
+      text "</s>", its EOS, and a document boundary is what these models saw before a new text.
+    - bos / eos: that special token (an error naming the other choice if the tokenizer has none:
+      Qwen tokenizers have no BOS).
+    - anything else: that text, tokenized with the tokenizer's special tokens (e.g. "The").
     """
+    if start in ("bos", "eos"):
+        return _special_ids(tokenizer, start)
+    if start != "auto":
+        ids = list(tokenizer(start)["input_ids"])
+        if not ids:
+            raise GenerationError(f"generation.start={start!r} tokenizes to nothing: use auto, bos, eos or a non-empty text")
+        return ids
     ids = list(tokenizer("")["input_ids"])
     if ids:
         return ids
-    token = tokenizer.eos_token or tokenizer.bos_token
-    if token:
-        ids = list(tokenizer(token, add_special_tokens=False)["input_ids"])
-    if not ids:
-        raise GenerationError(
-            f"{type(tokenizer).__name__} adds no start token and has no EOS/BOS token: pass prompt_ids explicitly"
-        )
-    return ids
+    if tokenizer.eos_token or tokenizer.bos_token:
+        return _special_ids(tokenizer, "eos" if tokenizer.eos_token else "bos")
+    raise GenerationError(f"{type(tokenizer).__name__} adds no start token and has no EOS/BOS token: "
+                          "set generation.start to a text")
 
 
 def _check_sampling(n_samples: int, max_new_tokens: int, temperature: float, top_k: int, top_p: float, batch_size: int) -> None:
@@ -104,8 +125,10 @@ def sample_texts(
     first_seed: int,
     batch_size: int,
     prompt_ids: list[int] | None = None,
+    start: str = "auto",
 ) -> list[str]:
-    """n_samples continuations of the start token (or prompt_ids), decoded without special tokens.
+    """n_samples continuations of the start tokens (`start`, see start_ids; or prompt_ids), decoded
+    without special tokens.
 
     Sample i is drawn with seed first_seed + i (the paper: seeds 1..100), whatever the batch size.
 
@@ -114,7 +137,7 @@ def sample_texts(
     top_p=1 no nucleus filtering (the paper's plain sampling).
     """
     _check_sampling(n_samples, max_new_tokens, temperature, top_k, top_p, batch_size)
-    prompt = list(prompt_ids) if prompt_ids is not None else start_ids(tokenizer)
+    prompt = list(prompt_ids) if prompt_ids is not None else start_ids(tokenizer, start)
     if not prompt:
         raise GenerationError("prompt_ids is empty: pass at least one token id, or None for the start token")
     device = input_device(model)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from . import paths
 from .params import ModelParams
@@ -36,6 +36,7 @@ def load_model(mp: ModelParams) -> tuple[PreTrainedModel, PreTrainedTokenizerBas
     dtype = "auto" if mp.dtype == "auto" else _DTYPES[mp.dtype]
     kwargs = dict(revision=mp.revision, trust_remote_code=mp.trust_remote_code)
     try:
+        check_causal(AutoConfig.from_pretrained(source, **kwargs), source)  # before any weight is read
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, device_map=mp.device_map, **kwargs)
     except ValueError as e:
@@ -54,7 +55,6 @@ def load_model(mp: ModelParams) -> tuple[PreTrainedModel, PreTrainedTokenizerBas
         )
         cause = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelLoadError(f"could not load model {source!r}: {hint}. ({cause})") from e
-    check_causal(model.config, source)
     if mp.device_map is None:
         model = model.to(resolve_device(mp.device))
     return model.eval(), tokenizer
@@ -64,7 +64,7 @@ def check_causal(config: PretrainedConfig, source: str) -> None:
     """Refuse encoders and encoder-decoders that AutoModelForCausalLM would still load (e.g. BERT).
 
     transformers maps BERT-like configs to an LM-head class, so loading alone does not tell; the
-    architecture the checkpoint was saved with does.
+    architecture the checkpoint was saved with does. Read from the config, before any weight loads.
     """
     saved = list(getattr(config, "architectures", None) or [])
     causal = [a for a in saved if a.endswith(("ForCausalLM", "LMHeadModel"))]

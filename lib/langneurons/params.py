@@ -106,6 +106,7 @@ class GenerationParams:
     top_k: int  # 0 = no top-k (paper: plain sampling)
     top_p: float  # 1.0 = no nucleus sampling (paper)
     batch_size: int  # samples generated together
+    start: str  # what unconditional generation starts from: auto | bos | eos | a text (generation.start_ids)
 
 
 @dataclass(frozen=True)

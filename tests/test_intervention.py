@@ -110,7 +110,7 @@ def test_forced_units_hold_at_every_generated_step(tiny):
 
 def test_force_units_names_unknown_layer_and_bad_units(tiny):
     model, _ = tiny("xglm")
-    with pytest.raises(InterventionError, match="'model.layers.99.fc1' is not a module"):
+    with pytest.raises(InterventionError, match="'model.layers.99.fc1' is not a linear map"):
         with force_units(model, {"model.layers.99.fc1": (torch.tensor([0]), torch.tensor([1.0]))}):
             pass
     path = find_linear_modules(model)[0].path

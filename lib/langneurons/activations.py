@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -29,7 +29,8 @@ from .atomic import write_json, write_parquet
 from .batching import BatchSize, as_batch_size
 from .faults import crash_point, oom_point
 from .models import input_device
-from .units import LinearModule, find_blocks, find_linear_modules, units_table
+from .moe import experts_hooked
+from .units import EXPERTS, ROUTER, LinearModule, UnitsError, find_blocks, find_linear_modules, units_table
 
 MATRIX_FILE = "activations.npy"
 PROGRESS_FILE = "progress.json"
@@ -53,7 +54,13 @@ def tokenize(tokenizer: PreTrainedTokenizerBase, texts: list[str], seq_len: int)
 
 
 class MeanPoolHooks:
-    """Forward hooks writing each linear layer's token-mean into columns of one [batch, units] buffer."""
+    """Hooks writing each linear map's token-mean into its columns of one [batch, units] buffer.
+
+    Linear layers: a forward hook on the module. Routers: a forward hook reading the logits (the
+    first output). Expert tensors: an observer in moe.experts_forward, which applies every expert to
+    every token while pooling (moe.py says why). MoE blocks flatten [batch, tokens] into one
+    dimension; outputs of that shape are viewed back as [batch, tokens, width].
+    """
 
     def __init__(self, modules: list[LinearModule], model: torch.nn.Module, device: torch.device):
         self.modules = modules
@@ -62,24 +69,42 @@ class MeanPoolHooks:
         self.mask: torch.Tensor | None = None  # [batch, tokens, 1] bool, set before each forward
         self.lengths: torch.Tensor | None = None  # [batch, 1] float
         self.buffer: torch.Tensor | None = None
-        by_path = dict(model.named_modules())
-        self._targets = [(by_path[m.path], m) for m in modules]
+        self._by_path = dict(model.named_modules())
+
+    def _pool(self, m: LinearModule, output: torch.Tensor, start: int, width: int) -> None:
+        batch, tokens = self.mask.shape[:2]
+        if output.ndim == 2 and output.shape[0] == batch * tokens:
+            output = output.view(batch, tokens, -1)
+        if output.shape[:2] != (batch, tokens) or output.shape[-1] != width:
+            raise UnitsError(f"{m.path} returned shape {tuple(output.shape)}, not [batch, tokens, {width}]: "
+                             "langneurons cannot pool its units")
+        mask = self.mask.to(output.device)
+        summed = output.float().masked_fill(~mask, 0.0).sum(dim=1)  # masked_fill: padding never leaks
+        self.buffer[:, start:start + width] = (summed / self.lengths.to(output.device)).to(self.device)
 
     def _hook(self, m: LinearModule):
-        def hook(_module: torch.nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-            mask = self.mask.to(output.device)
-            summed = output.float().masked_fill(~mask, 0.0).sum(dim=1)  # masked_fill: padding never leaks
-            self.buffer[:, m.offset:m.offset + m.width] = (summed / self.lengths.to(output.device)).to(self.device)
+        def hook(_module: torch.nn.Module, _inputs: tuple, output: torch.Tensor | tuple) -> None:
+            self._pool(m, output[0] if m.site == ROUTER else output, m.offset, m.width)
         return hook
+
+    def _observer(self, maps: dict[str, LinearModule]):
+        def observe(tensor: str, expert: int, output: torch.Tensor) -> None:
+            m = maps[tensor]
+            self._pool(m, output, m.offset + expert * m.out, m.out)
+        return observe
 
     @contextmanager
     def attached(self) -> Iterator[MeanPoolHooks]:
-        handles = [module.register_forward_hook(self._hook(m)) for module, m in self._targets]
-        try:
+        with ExitStack() as stack:
+            experts: dict[str, dict[str, LinearModule]] = {}
+            for m in self.modules:
+                if m.site == EXPERTS:
+                    experts.setdefault(m.module, {})[m.tensor] = m
+                else:
+                    stack.callback(self._by_path[m.module].register_forward_hook(self._hook(m)).remove)
+            for path, maps in experts.items():
+                stack.enter_context(experts_hooked(self._by_path[path], observer=self._observer(maps)))
             yield self
-        finally:
-            for h in handles:
-                h.remove()
 
     def set_batch(self, attention_mask: torch.Tensor) -> None:
         self.mask = attention_mask.bool().unsqueeze(-1)

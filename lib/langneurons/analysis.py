@@ -30,9 +30,14 @@ def layer_distribution(selections: dict[str, pd.DataFrame], n_blocks: int) -> pd
 
 
 def kind_distribution(selections: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Count of selected units per (language, side, module kind): which layer types carry language."""
+    """Count of selected units per (language, side, module kind): which layer types carry language.
+
+    A fused output is split by its part, e.g. `self_attn.qkv_proj[q]` for Phi-3's query units, so it
+    reads like Llama's separate `self_attn.q_proj`."""
     frames = [sel.assign(language=lang) for lang, sel in selections.items()]
     sel = pd.concat(frames, ignore_index=True)
+    part = sel["part"].fillna("") if "part" in sel.columns else pd.Series("", index=sel.index)
+    sel = sel.assign(kind=sel["kind"].where(part == "", sel["kind"] + "[" + part + "]"))
     return sel.pivot_table(index=["language", "side"], columns="kind", values="unit", aggfunc="size", fill_value=0)
 
 

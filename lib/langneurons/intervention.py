@@ -9,14 +9,15 @@ uncached generation agree.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from .units import linear_width
+from .moe import experts_hooked, router_forced, split_by_expert
+from .units import LINEAR, ROUTER, LinearModule, find_linear_modules
 
 Spec = dict[str, tuple[torch.Tensor, torch.Tensor]]  # module path -> (unit indices, values)
 VALUE_COLUMNS = ("on_p50", "on_p90", "off_mean", "off_p50")
@@ -63,7 +64,7 @@ def forcing_spec(selection: pd.DataFrame, value: str = "on_p50") -> Spec:
     }
 
 
-def _check_entry(path: str, module: nn.Module, units: torch.Tensor, values: torch.Tensor) -> None:
+def _check_entry(path: str, width: int, units: torch.Tensor, values: torch.Tensor) -> None:
     """Fail before the forward pass, naming the layer, rather than deep inside the model."""
     if units.ndim != 1 or values.ndim != 1 or units.shape != values.shape:
         raise InterventionError(
@@ -73,22 +74,21 @@ def _check_entry(path: str, module: nn.Module, units: torch.Tensor, values: torc
         raise InterventionError(f"{path}: unit indices must be a LongTensor, got {units.dtype}")
     if units.unique().numel() != units.numel():
         raise InterventionError(f"{path}: a unit is listed twice; build the spec with forcing_spec")
-    width = linear_width(module)
-    if units.numel() and (units.min() < 0 or (width is not None and units.max() >= width)):
+    if units.numel() and (units.min() < 0 or units.max() >= width):
         raise InterventionError(f"{path}: unit indices must lie in [0, {width}), got {units.min()}..{units.max()}")
 
 
-def _resolve(model: nn.Module, spec: Spec) -> list[tuple[nn.Module, torch.Tensor, torch.Tensor]]:
-    modules = dict(model.named_modules())
-    missing = [p for p in spec if p not in modules]
+def _resolve(model: nn.Module, spec: Spec) -> list[tuple[LinearModule, torch.Tensor, torch.Tensor]]:
+    maps = {m.path: m for m in find_linear_modules(model)}
+    missing = [p for p in spec if p not in maps]
     if missing:
         raise InterventionError(
-            f"{missing[0]!r} is not a module of {type(model).__name__}: "
+            f"{missing[0]!r} is not a linear map of {type(model).__name__}'s blocks: "
             "the selection was made on another model; score this model's units first"
         )
     for path, (units, values) in spec.items():
-        _check_entry(path, modules[path], units, values)
-    return [(modules[path], units, values) for path, (units, values) in spec.items()]
+        _check_entry(path, maps[path].width, units, values)
+    return [(maps[path], units, values) for path, (units, values) in spec.items()]
 
 
 def _forcing_hook(units: torch.Tensor, values: torch.Tensor):
@@ -111,14 +111,19 @@ def _forcing_hook(units: torch.Tensor, values: torch.Tensor):
 def force_units(model: nn.Module, spec: Spec) -> Iterator[nn.Module]:
     """Within the block, every forward pass of `model` has the spec's units fixed to their values.
 
-    The hooks are removed on exit, also when the block raises.
+    Linear layers: every position. Routers: the logit, before the experts are chosen. Expert
+    tensors: every position routed to that expert (moe.py says why). Everything is restored on
+    exit, also when the block raises.
     """
     targets = _resolve(model, spec)
-    handles = []
-    try:
-        for module, units, values in targets:
-            handles.append(module.register_forward_hook(_forcing_hook(units, values)))
+    modules = dict(model.named_modules())
+    with ExitStack() as stack:
+        for m, units, values in targets:
+            module = modules[m.module]
+            if m.site == LINEAR:
+                stack.callback(module.register_forward_hook(_forcing_hook(units, values)).remove)
+            elif m.site == ROUTER:
+                stack.enter_context(router_forced(module, units, values))
+            else:
+                stack.enter_context(experts_hooked(module, forced=split_by_expert(units, values, m.tensor, m.out)))
         yield model
-    finally:
-        for h in handles:
-            h.remove()

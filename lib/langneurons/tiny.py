@@ -45,11 +45,10 @@ def dataset_build_texts() -> dict[str, str]:
     return raw_texts()
 
 
-def train_tokenizer(texts: Iterable[str], family: str, vocab_size: int = 512) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer with `family`'s special tokens and its start-of-text convention."""
-    if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}: use one of {FAMILIES}")
-    specials = _SPECIALS[family]
+def bpe_tokenizer(texts: Iterable[str], specials: list[str], prepend: str | None, named: dict[str, str],
+                  vocab_size: int = 512) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer with these special tokens (ids 0, 1, ... in order), putting `prepend`
+    before every text (None: nothing, like BLOOM, GPT-2 or Qwen) and naming bos/eos/pad/unk as `named` says."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -58,18 +57,24 @@ def train_tokenizer(texts: Iterable[str], family: str, vocab_size: int = 512) ->
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
-    prepend = _PREPEND[family]
     if prepend is not None:
         tok.post_processor = processors.TemplateProcessing(
             single=f"{prepend} $A", pair=f"{prepend} $A {prepend} $B", special_tokens=[(prepend, tok.token_to_id(prepend))]
         )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **named)
+
+
+def train_tokenizer(texts: Iterable[str], family: str, vocab_size: int = 512) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer with `family`'s special tokens and its start-of-text convention."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}: use one of {FAMILIES}")
     named = {
         "xglm": dict(bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"),
         "bloom": dict(bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"),
         "llama": dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>"),  # Llama-2 has no pad token
         "gpt2": dict(bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>"),
     }[family]
-    return PreTrainedTokenizerFast(tokenizer_object=tok, **named)
+    return bpe_tokenizer(texts, _SPECIALS[family], _PREPEND[family], named, vocab_size)
 
 
 def build_model(

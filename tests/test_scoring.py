@@ -16,6 +16,7 @@ from langneurons.scoring import (
     boundary_ties,
     score_units,
     select_units,
+    set_weights,
     threshold_counts,
 )
 
@@ -65,3 +66,50 @@ def test_original_expertise_layout():
     assert original.layer.tolist() == ["model.layers.10.fc1:0"] * 2 + ["model.layers.2.fc1:0"] * 2  # sorted as strings
     assert original.ap.tolist() == pytest.approx([0.3, 0.4, 0.1, 0.2]) and original.ap.dtype == np.float32
     assert original.uuid.tolist() == [0, 1, 2, 3] and set(original.concept) == {"de"}
+
+
+def _shared_sets(
+    rng: np.random.Generator, lang_of: np.ndarray, kept: np.ndarray, n_pos: int
+) -> dict[str, LabelledRows]:
+    """Sets like the released ones: own texts as positives, the other languages' texts drawn with repetition."""
+    sets = {}
+    for lang in np.unique(lang_of):
+        own = np.flatnonzero((lang_of == lang) & kept)
+        others = np.flatnonzero((lang_of != lang) & kept)
+        rows = np.concatenate([rng.choice(own, n_pos), rng.choice(others, 3 * n_pos)])  # duplicates, shared texts
+        sets[f"l{lang}"] = LabelledRows(rows, np.repeat([True, False], [n_pos, 3 * n_pos]))
+    return sets
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_one_sort_scores_equal_sklearn_and_numpy_per_language(tmp_path: Path, dtype):
+    rng = np.random.default_rng(1)
+    n_texts, n_units = 90, 23
+    lang_of = np.arange(n_texts) % 3
+    data = np.round(rng.standard_normal((n_texts, n_units)) + (lang_of[:, None] == np.arange(n_units) % 3), 1)
+    data[:, :4] = rng.integers(0, 3, (n_texts, 4))  # heavy ties
+    kept = rng.random(n_texts) > 0.1
+    data[~kept] = np.nan  # texts dropped as too long have NaN rows and are in no set
+    matrix = _matrix_file(tmp_path, data.astype(dtype))
+    sets = _shared_sets(rng, lang_of, kept, n_pos=20)
+    one = score_units(matrix, sets, unit_chunk=1000)
+    many = score_units(matrix, sets, unit_chunk=4)
+    for lang, lr in sets.items():
+        pd.testing.assert_frame_equal(one[lang], many[lang], check_exact=True)  # chunks change no bit
+        x = data.astype(dtype)[lr.rows].astype(np.float64)  # the set's rows, duplicates included
+        pos, neg = x[lr.labels], x[~lr.labels]
+        expected = [average_precision_score(lr.labels, x[:, j]) for j in range(n_units)]
+        assert np.abs(one[lang]["ap"] - expected).max() <= 1e-12
+        np.testing.assert_array_equal(one[lang]["on_p50"], np.median(pos, axis=0))  # bit for bit
+        np.testing.assert_array_equal(one[lang]["on_p90"], np.percentile(pos, 90, axis=0))
+        np.testing.assert_array_equal(one[lang]["off_p50"], np.median(neg, axis=0))
+        np.testing.assert_allclose(one[lang]["off_mean"], neg.mean(axis=0), rtol=1e-12, atol=1e-15)
+
+
+def test_set_weights_count_duplicates_and_skip_unused_texts():
+    sets = {"a": LabelledRows(np.array([5, 5, 2, 9, 2]), np.array([1, 1, 0, 0, 0], dtype=bool)),
+            "b": LabelledRows(np.array([2, 7, 5]), np.array([1, 0, 0], dtype=bool))}
+    w = set_weights(sets)
+    assert w.texts.tolist() == [2, 5, 7, 9]  # rows no set uses are not sorted at all
+    assert w.pos.tolist() == [[0, 2, 0, 0], [1, 0, 0, 0]]
+    assert w.neg.tolist() == [[2, 0, 0, 1], [0, 1, 1, 0]]

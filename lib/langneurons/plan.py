@@ -63,8 +63,8 @@ MEAN_TOKENS_PER_TEXT = 64  # mean tokens a text costs in a batch, padding includ
 GPU_FLOPS_HALF = 100e12  # sustained float16/bfloat16 matmul FLOP/s of one GPU (assumed)
 GPU_FLOPS_FLOAT32 = 20e12  # the same in float32 (assumed)
 CPU_FLOPS = 0.1e12  # a many-core CPU, any dtype (assumed)
-SCORING_RATE_CPU = 2_000_000 * 6_000 * 6 / 685  # measured (BENCHMARKS.md, scale): 2M units x 6,000 texts
-# x 6 languages in 685 s on 2 CPU cores = 1.05e8 unit-text-language responses/s
+SCORING_RATE_CPU = 7_910 * 6_000 * 6  # measured with one sort per unit (bench_scale.py --units 200000):
+# 7,910 units/s at 6,000 texts x 6 languages on 2 CPU cores = 2.85e8 unit-text-language responses/s
 GPU_SCORING_SPEEDUP = 20  # scoring on a GPU vs those 2 cores (assumed: sorts are fast there)
 GPU_BANDWIDTH = 2e12  # bytes/s a GPU reads its memory at (assumed)
 CPU_BANDWIDTH = 20e9  # bytes/s a CPU reads host memory at (assumed)
@@ -342,8 +342,8 @@ def _assumptions(p: Params, s: _Shape, model_dtype: str) -> list[str]:
         f"02: memory for batches of {min(p.activations.batch_size, max(s.n_texts, 1))} texts x "
         f"{p.activations.seq_len} tokens (the longest texts come first); time for {MEAN_TOKENS_PER_TEXT} tokens a text "
         "on average, 2 FLOPs per parameter and token",
-        f"03: {scoring}; the CPU rate is measured: 2,000,000 units x 6,000 texts x 6 languages in 685 s "
-        f"on 2 cores = {_sci(SCORING_RATE_CPU)}/s (BENCHMARKS.md)",
+        f"03: {scoring}; the CPU rate is measured: 7,910 units/s at 6,000 texts x 6 languages on 2 cores "
+        f"= {_sci(SCORING_RATE_CPU)}/s (bench_scale.py)",
         f"05/06: each decoding step reads W once or computes 2 FLOPs per parameter and sequence, whichever is slower, "
         f"plus {STEP_OVERHEAD_SECONDS * 1000:.0f} ms of overhead; "
         f"KV cache for {GENERATION_PROMPT_TOKENS} + {p.generation.max_new_tokens} tokens (05) and "

@@ -1,7 +1,9 @@
 """Expertise scoring: per language, the AP of every unit and the statistics used to force it.
 
 The [texts x units] matrix is read in column chunks straight from its file, so peak memory
-depends on the chunk size, not on the model size. Each chunk is scored for every language at once.
+depends on the chunk size, not on the model size. Each chunk is scored for every language at once:
+the languages' sets share texts, so each unit's responses are sorted once over the texts any set
+uses, and each set enters as weights (how often it lists a text as positive or negative).
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ import torch
 from tqdm import tqdm
 
 from .activations import matrix_shape, read_columns
-from .ap import expertise
+from .ap import STATS, expertise_sets
 from .atomic import write_csv, write_parquet
 from .layout import RunLayout
 from .textsets import TextSets
 
-STAT_COLUMNS = ("ap", "on_p50", "on_p90", "off_mean", "off_p50")
+STAT_COLUMNS = STATS
 
 
 class SelectionError(ValueError):
@@ -46,9 +48,34 @@ def labelled_rows(text_sets: TextSets, target: str, kept: np.ndarray) -> Labelle
     return LabelledRows(df["text_id"].to_numpy(dtype=np.int64, copy=True), labels)
 
 
-def _chunk_stats(block: torch.Tensor, lr: LabelledRows) -> dict[str, torch.Tensor]:
-    x = block[torch.from_numpy(lr.rows).to(block.device)]
-    return expertise(x, torch.from_numpy(lr.labels))
+@dataclass(frozen=True)
+class SetWeights:
+    """All sets over the texts they use: set s lists texts[t] pos[s, t] times as a positive, neg[s, t] as a negative."""
+
+    texts: np.ndarray  # matrix rows used by any set, ascending
+    pos: np.ndarray  # int64 [sets, texts]
+    neg: np.ndarray
+
+
+def set_weights(sets: dict[str, LabelledRows]) -> SetWeights:
+    """The sets as counts over their unique texts (duplicated rows become weights 2, 3, ...)."""
+    texts = np.unique(np.concatenate([lr.rows for lr in sets.values()]))
+    pos, neg = np.zeros((2, len(sets), len(texts)), dtype=np.int64)
+    for i, lr in enumerate(sets.values()):
+        at = np.searchsorted(texts, lr.rows)
+        pos[i] = np.bincount(at[lr.labels], minlength=len(texts))
+        neg[i] = np.bincount(at[~lr.labels], minlength=len(texts))
+    return SetWeights(texts, pos, neg)
+
+
+def score_block(block: np.ndarray, weights: SetWeights, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Statistics (float64 [sets, units]) of one column chunk of the matrix (all its rows) for every set."""
+    if len(weights.texts) < len(block):  # rows no set uses (or dropped as NaN) are not sorted
+        block = block[weights.texts]
+    x = torch.from_numpy(block).to(device)
+    if x.dtype == torch.float16 and x.device.type != "cpu":
+        x = x.float()  # exact: every float16 is a float32, ties preserved
+    return expertise_sets(x, torch.from_numpy(weights.pos).to(device), torch.from_numpy(weights.neg).to(device))
 
 
 def score_units(
@@ -56,18 +83,18 @@ def score_units(
 ) -> dict[str, pd.DataFrame]:
     """Per language: a [units] table of ap, on_p50, on_p90, off_mean, off_p50 (float64).
 
-    Reads `unit_chunk` columns of the stored matrix at a time (see activations.read_columns).
+    Reads `unit_chunk` columns of the stored matrix at a time (see activations.read_columns) and
+    scores them for all languages from one sort of each unit's responses (ap.expertise_sets).
     """
     n_units = matrix_shape(matrix_path)[1]
+    weights = set_weights(sets)
     out = {lang: {c: np.empty(n_units, dtype=np.float64) for c in STAT_COLUMNS} for lang in sets}
     for start in tqdm(range(0, n_units, unit_chunk), desc="AP", unit="chunk"):
         stop = min(start + unit_chunk, n_units)
-        block = torch.from_numpy(read_columns(matrix_path, start, stop)).to(device)
-        if block.dtype == torch.float16 and block.device.type != "cpu":
-            block = block.float()  # exact: every float16 is a float32, ties preserved
-        for lang, lr in sets.items():
-            for col, values in _chunk_stats(block, lr).items():
-                out[lang][col][start:stop] = values.cpu().numpy()
+        stats = score_block(read_columns(matrix_path, start, stop), weights, device)
+        for col, values in stats.items():
+            for i, lang in enumerate(sets):
+                out[lang][col][start:stop] = values[i].cpu().numpy()
     return {lang: pd.DataFrame(cols) for lang, cols in out.items()}
 
 

@@ -41,6 +41,9 @@ plan: $(VENV)/.installed ## What a run of PROFILE costs (units, disk, download, 
 paper-numbers: $(VENV)/.installed ## Score the authors' released generations of the eight paper models into paper_figures/paper/
 	$(PY) -m langneurons.paper_numbers
 
+check-figures: $(VENV)/.installed ## Compare the run's figure tables with the committed ones: same / within tolerance / differs
+	$(PY) -m langneurons.check_figures --profile $(PROFILE) --set "$(SET)"
+
 check-params: $(VENV)/.installed ## Resolve and print the params of PROFILE with SET, without running anything
 	$(PY) -m langneurons.pipeline --profile $(PROFILE) --set "$(SET)" --check
 
@@ -59,4 +62,4 @@ lock: $(VENV)/.installed ## Write requirements-lock.txt: the exact versions this
 clean-runs: ## Delete run outputs (runs/)
 	rm -rf runs/
 
-.PHONY: help setup tiny-model verify-model replicate data plan paper-numbers bench check-params test lab lock clean-runs
+.PHONY: help setup tiny-model verify-model replicate data plan paper-numbers check-figures bench check-params test lab lock clean-runs

@@ -16,6 +16,7 @@ from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # collect_activations' progress bar would flood the table
 
+import langneurons  # noqa: F401  (first: pins the CPU kernels before torch loads, as in every run)
 import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -98,7 +99,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=32, help="params/profiles/tiny.yaml uses 32")
     args = ap.parse_args()
-    n_pos = args.n_pos or (2 if args.quick else 20)
+    # 200 per list: ~3,100 unique texts, half the released sets. Batches hold texts of one length (no
+    # padding, for exact bits), and with few texts most lengths are rare, so small runs batch poorly.
+    n_pos = args.n_pos or (2 if args.quick else 200)
     repeats = args.repeats or (1 if args.quick else 3)
     pool_factor = 3
     lists = build_lists(n_pos, pool_factor, seed=0)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
+import langneurons  # noqa: F401  (first: pins the CPU kernels before torch loads, as in every run)
 import numpy as np
 import pandas as pd
 import torch

@@ -31,7 +31,8 @@ def _one_line(err: pytest.ExceptionInfo, *needles: str) -> None:
 
 
 def _model_params(**kw) -> ModelParams:
-    base = dict(id="", path=None, revision=None, dtype="float32", device="cpu", device_map=None, trust_remote_code=False)
+    base = dict(id="", path=None, revision=None, dtype="float32", device="cpu", device_map=None, trust_remote_code=False,
+                attn_implementation="eager")
     return ModelParams(**{**base, **kw})
 
 

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from conftest import ALL_SENTENCES
-from langneurons.activations import MeanPoolHooks, collect_activations, load_activations, mean_responses, tokenize
+from langneurons.activations import MeanPoolHooks, collect_activations, load_activations, mean_responses, sequential_token_sum, token_mean, tokenize
+from langneurons.tiny import build_model
 from langneurons.units import UnitsError, find_linear_modules
 
 # What the paper lists per family (GPT-2 for transformers' Conv1D).
@@ -135,3 +136,60 @@ def test_resume_only_with_an_explicit_work_dir(tiny, tmp_path: Path, monkeypatch
         collect_activations(model, tokenizer, TEXTS, out, 256, 4, work_dir=work_dir)
         assert ("resuming activation collection after batch 1" in capsys.readouterr().out) == resumes
         assert np.array_equal(np.asarray(load_activations(out)[0]), reference, equal_nan=True)
+
+
+def _eager(model: nn.Module, tokenizer) -> tuple[nn.Module, object]:
+    """A copy with eager attention, as load_model loads models (model.attn_implementation: eager)."""
+    model = build_model(model.config.model_type, tokenizer, seed=0)
+    if model.config.model_type == "llama":  # XGLM and BLOOM have eager attention only
+        model.set_attn_implementation("eager")
+    return model, tokenizer
+
+
+def _original_pooling(model: nn.Module, tokenizer, texts: list[str]) -> np.ndarray:
+    """The original code's responses: one text per forward (batch size 1), each linear layer's float32
+    output taken to numpy and pooled with np.mean(output[0, :T], axis=0)."""
+    modules = find_linear_modules(model)
+    named = dict(model.named_modules())
+    rows = []
+    for text in texts:
+        captured: dict[str, np.ndarray] = {}
+        handles = [named[m.path].register_forward_hook(
+            lambda _m, _i, out, p=m.path: captured.__setitem__(p, out.detach().numpy())) for m in modules]
+        ids = tokenizer(text)["input_ids"]
+        with torch.no_grad():
+            model(torch.tensor([ids]))
+        for h in handles:
+            h.remove()
+        rows.append(np.concatenate([np.mean(captured[m.path][0, :len(ids)], axis=0) for m in modules]))
+    return np.stack(rows)
+
+
+@pytest.mark.parametrize("family", ["xglm", "bloom", "llama"])
+def test_batched_responses_are_the_original_codes_bit_for_bit(tiny, family, tmp_path: Path):
+    """Batched collection (texts of different lengths, batch size 4) gives exactly the bits of the
+    original protocol: batch size 1 and numpy's float32 mean."""
+    model, tokenizer = _eager(*tiny(family))
+    texts = TEXTS + [ALL_SENTENCES[i] + " " + ALL_SENTENCES[i + 1] for i in range(0, 12, 2)]
+    lengths = [len(tokenizer(t)["input_ids"]) for t in texts]
+    assert len(set(lengths)) > 5 and max(lengths.count(n) for n in lengths) > 1  # several lengths, some shared
+    collect_activations(model, tokenizer, texts, tmp_path, seq_len=256, batch_size=4)
+    ours, _, _ = load_activations(tmp_path)
+    assert np.array_equal(np.asarray(ours), _original_pooling(model, tokenizer, texts))
+
+
+def test_token_mean_is_numpys_float32_mean_in_a_padded_batch():
+    """The pooling itself: rows of a right-padded batch give numpy's np.mean of their real tokens, bit for bit
+    (a padded forward may still round differently, which is why collection never pads)."""
+    rng = np.random.default_rng(0)
+    lengths = [7, 1, 40, 23]
+    x = rng.standard_normal((4, 40, 96)).astype(np.float32) * rng.uniform(0.1, 100, (1, 1, 96)).astype(np.float32)
+    mask = np.zeros((4, 40, 1), dtype=bool)
+    for i, n in enumerate(lengths):
+        mask[i, :n] = True
+    ours = token_mean(torch.from_numpy(x), torch.from_numpy(mask), torch.tensor(lengths, dtype=torch.float32)[:, None])
+    reference = np.stack([np.mean(x[i, :n], axis=0) for i, n in enumerate(lengths)])
+    assert np.array_equal(ours.numpy(), reference)
+    lengths_t = torch.tensor(lengths, dtype=torch.float32)[:, None]  # the GPU path, run here on the CPU
+    assert np.array_equal((sequential_token_sum(torch.from_numpy(x), torch.from_numpy(mask)) / lengths_t).numpy(), reference)
+    assert not np.array_equal(torch.from_numpy(x).sum(dim=1).numpy()[2] / 40, reference[2])  # a plain sum rounds differently

@@ -1,10 +1,12 @@
 """Activation collection: one mean response per (text, unit), written to a memory-mapped matrix.
 
-Each unique text is run once. Texts are batched with right padding and an attention mask; forward
-hooks on every linear layer average its output over the real tokens only, so only a [batch, units]
-tensor leaves the device. With right padding the real tokens keep positions 0..len-1, so causal
-attention, ALiBi (BLOOM) and sinusoidal/rotary positions (XGLM, Llama) give them the same values as
-an unpadded run.
+Each unique text is run once. Forward hooks on every linear map average its output over the
+text's tokens, so only a [batch, units] tensor leaves the device. The average is the original
+code's, bit for bit (token_mean). So is the forward: a batch holds texts of one length only, so no
+text is padded. A padded batch gives the real tokens the same values in exact arithmetic, but not
+always the same bits: BLOOM's attention softmax, summed over a longer row of padded keys, rounds
+differently. Texts of equal length run together, so with the sets' many sentence lengths batches
+stay nearly full (mean_responses still accepts right-padded batches of mixed lengths).
 """
 
 from __future__ import annotations
@@ -53,6 +55,33 @@ def tokenize(tokenizer: PreTrainedTokenizerBase, texts: list[str], seq_len: int)
     return Tokenized(ids, kept)
 
 
+def token_mean(output: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean over each row's real tokens, bit for bit what the original code computes at batch size 1.
+
+    The original pools a text as np.mean(output[0, :T], axis=0) in float32: numpy adds the tokens
+    one after another (each output feature accumulates x0 + x1 + x2 ...) and divides by T. A
+    pairwise or blocked sum (torch's sum) rounds differently, by up to ~1e-7 per response, which is
+    enough to reorder near-tied responses and move AP. So here the tokens are summed in that same
+    order in float32 — on the CPU by numpy itself (masked tokens skipped), elsewhere by adding one
+    token at a time (a padded token adds -0.0, which changes no bit) — and divided by the number
+    of real tokens in float32. `output` [batch, tokens, width], mask [batch, tokens, 1] bool,
+    lengths [batch, 1] float32; returns float32 [batch, width].
+    """
+    x = output.detach().float()
+    if x.device.type == "cpu":
+        return torch.from_numpy(np.add.reduce(x.contiguous().numpy(), axis=1, where=mask.numpy())) / lengths
+    return sequential_token_sum(x, mask) / lengths
+
+
+def sequential_token_sum(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """x0 + x1 + x2 ... over the tokens, one at a time, on any device (padded tokens add -0.0: no bit changes)."""
+    x = x.masked_fill(~mask, -0.0)
+    acc = x[:, 0].clone()
+    for t in range(1, x.shape[1]):
+        acc += x[:, t]
+    return acc
+
+
 class MeanPoolHooks:
     """Hooks writing each linear map's token-mean into its columns of one [batch, units] buffer.
 
@@ -78,9 +107,8 @@ class MeanPoolHooks:
         if output.shape[:2] != (batch, tokens) or output.shape[-1] != width:
             raise UnitsError(f"{m.path} returned shape {tuple(output.shape)}, not [batch, tokens, {width}]: "
                              "langneurons cannot pool its units")
-        mask = self.mask.to(output.device)
-        summed = output.float().masked_fill(~mask, 0.0).sum(dim=1)  # masked_fill: padding never leaks
-        self.buffer[:, start:start + width] = (summed / self.lengths.to(output.device)).to(self.device)
+        pooled = token_mean(output, self.mask.to(output.device), self.lengths.to(output.device))
+        self.buffer[:, start:start + width] = pooled.to(self.device)
 
     def _hook(self, m: LinearModule):
         def hook(_module: torch.nn.Module, _inputs: tuple, output: torch.Tensor | tuple) -> None:
@@ -225,6 +253,7 @@ def collect_activations(
         """From the first text not yet saved to the end, `size` texts per forward pass."""
         while done["texts_done"] < len(order):
             rows = order[done["texts_done"]:done["texts_done"] + size]
+            rows = [i for i in rows if len(tok.ids[i]) == len(tok.ids[rows[0]])]  # one length: no padding
             oom_point("activations", done["batches_done"], len(rows))
             pooled = mean_responses(model, hooks, [tok.ids[i] for i in rows], pad_id)
             matrix[np.array(rows)] = pooled.cpu().numpy().astype(matrix.dtype)

@@ -47,16 +47,19 @@ class StageSpec:
 SPECS: dict[str, StageSpec] = {
     "01_data_prep": StageSpec(("languages", "data"), (), ("data",)),
     "02_activations": StageSpec(
-        ("model.dtype", "model.device_map", "activations.seq_len", "activations.batch_size", "activations.storage_dtype"),
+        ("model.dtype", "model.device_map", "model.attn_implementation", "activations.seq_len", "activations.batch_size",
+         "activations.exact", "activations.storage_dtype"),
         ("01_data_prep",), ("activations",), model=True),
     "03_scoring": StageSpec(("languages", "scoring.n_per_side", "scoring.ap_thresholds"),
                             ("01_data_prep", "02_activations"), ("scores", "selection")),
     "04_analysis": StageSpec(("languages", "scoring.n_per_side"), ("02_activations", "03_scoring"), ("analysis",)),
     "05_intervention": StageSpec(
-        ("languages", "model.dtype", "model.device_map", "scoring.n_per_side", "generation", "intervention"),
+        ("languages", "model.dtype", "model.device_map", "model.attn_implementation", "scoring.n_per_side", "generation",
+         "intervention"),
         ("02_activations", "03_scoring"), ("generations/unconditional.parquet", "generations/unconditional.csv"), model=True),
     "06_translation": StageSpec(
-        ("languages", "model.dtype", "model.device_map", "scoring.n_per_side", "intervention.value", "translation"),
+        ("languages", "model.dtype", "model.device_map", "model.attn_implementation", "scoring.n_per_side",
+         "intervention.value", "translation"),
         ("03_scoring",), ("generations/translation.parquet", "generations/translation.csv"), model=True),
 }
 

@@ -38,7 +38,8 @@ def load_model(mp: ModelParams) -> tuple[PreTrainedModel, PreTrainedTokenizerBas
     try:
         check_causal(AutoConfig.from_pretrained(source, **kwargs), source)  # before any weight is read
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, device_map=mp.device_map, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, device_map=mp.device_map,
+                                                     attn_implementation=mp.attn_implementation, **kwargs)
     except ValueError as e:
         if "Unrecognized configuration class" in str(e):
             raise ModelLoadError(

@@ -43,6 +43,7 @@ class ModelParams:
     dtype: str  # weights dtype: float32 | float16 | bfloat16 | auto
     device: str  # cpu | cuda | mps | auto (auto = cuda when available)
     device_map: str | None  # e.g. "auto" to spread a model over several GPUs; null = one device
+    attn_implementation: str | None  # eager (the original code's; batch-independent bits) | sdpa | null (library default)
     trust_remote_code: bool  # only for hub models that need their own code
 
 
@@ -86,7 +87,8 @@ class DataParams:
 @dataclass(frozen=True)
 class ActivationParams:
     seq_len: int  # texts with more tokens than this are dropped (paper: 256)
-    batch_size: int  # texts per forward pass
+    batch_size: int  # texts per forward pass (texts of one length only: no padding)
+    exact: bool  # true: one text per forward pass, the original protocol, whatever the device's kernels
     storage_dtype: str  # float32 | float16 (halves disk for 7B/13B models)
 
 

@@ -14,6 +14,8 @@ import time
 
 from . import paths
 from .layout import RunLayout
+from .check_figures import check
+from .check_figures import summary as figures_summary
 from .params import Params, ParamsError, load_params, save_params
 from .release import ReleaseError
 from .released_data import needed_files, release_for
@@ -22,6 +24,11 @@ from .stagelog import stage_table
 
 # The papermill chain, in order: each notebook reads what the ones before it wrote (see cache.SPECS).
 STAGES: tuple[str, ...] = ("01_data_prep", "02_activations", "03_scoring", "04_analysis", "05_intervention", "06_translation")
+
+
+# The kernel warns on every start that it talks to papermill over TCP on localhost without
+# encryption; nothing leaves the machine, so it only hides the progress: log kernel errors only.
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
 
 
 class StageError(RuntimeError):
@@ -46,6 +53,7 @@ def run_stages(profile: str, overrides: list[str], stages: tuple[str, ...] = STA
             papermill.execute_notebook(
                 str(source), str(target), kernel_name=kernel, cwd=str(paths.NOTEBOOKS_DIR), progress_bar=False,
                 parameters={"profile": profile, "overrides": list(overrides), "params": p.to_dict()},
+                extra_arguments=KERNEL_ARGS,
             )
         except papermill.PapermillExecutionError as e:
             raise StageError(f"{stage} failed: {e.ename}: {e.evalue.strip()} (full traceback: {target})") from e
@@ -54,6 +62,7 @@ def run_stages(profile: str, overrides: list[str], stages: tuple[str, ...] = STA
                              f"(partial notebook: {target}). Finished work is kept: rerun to resume") from e
     print(f"report: {write_report(p, layout)}")
     print(stage_table(layout.root).to_string(index=False))
+    print(figures_summary(check(layout.figures, p.scoring.n_per_side, layout.root)))  # make check-figures, in short
     return layout
 
 

@@ -1,7 +1,8 @@
 """Intervention: fix selected units to fixed values at every position, as the paper controls generation.
 
-A forward hook on each chosen linear layer overwrites its chosen output features. Every forward pass
-is hooked, so the prompt and every generated token are forced; with a KV cache each step's forward
+A forward hook on each chosen linear layer overwrites its chosen output features (routers and expert
+tensors of a mixture of experts are forced through moe.py). Every forward pass is hooked, so the
+prompt and every generated token are forced; with a KV cache each step's forward
 holds only the new token, and the cached keys/values were computed under forcing too, so cached and
 uncached generation agree.
 """

@@ -30,6 +30,7 @@ from . import __version__, paths
 from .atomic import write_json
 from .layout import RunLayout
 from .languages import LANGUAGES
+from .manifest import sha256
 from .params import Params
 from .release import translation_file
 from .released_data import release_fingerprint, sense_files, translation_pairs
@@ -68,14 +69,6 @@ class StaleUpstreamError(RuntimeError):
     """An upstream stage has not finished, or its outputs no longer match their checksums."""
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 24):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -97,7 +90,7 @@ def _files_under(root: Path) -> list[Path]:
 
 
 def _fingerprint_files(files: list[Path], base: Path) -> dict[str, str]:
-    return {str(f.relative_to(base)): sha256_file(f) for f in files}
+    return {str(f.relative_to(base)): sha256(f) for f in files}
 
 
 def model_fingerprint(p: Params) -> dict[str, Any]:
@@ -148,7 +141,7 @@ def _check_outputs(stamp: dict[str, Any], run_dir: Path) -> str | None:
             return f"{rel} is missing"
         if f.stat().st_size != rec["bytes"]:
             return f"{rel} has {f.stat().st_size} bytes, {rec['bytes']} were written (truncated?)"
-        if sha256_file(f) != rec["sha256"]:
+        if sha256(f) != rec["sha256"]:
             return f"{rel} does not match its checksum (corrupted or edited)"
     return None
 
@@ -238,7 +231,7 @@ class StageCache:
                 target.unlink(missing_ok=True)
         yield self
         files = [f for out in SPECS[self.stage].outputs for f in _files_under(self.run_dir / out)]
-        outputs = {str(f.relative_to(self.run_dir)): {"bytes": f.stat().st_size, "sha256": sha256_file(f)} for f in files}
+        outputs = {str(f.relative_to(self.run_dir)): {"bytes": f.stat().st_size, "sha256": sha256(f)} for f in files}
         write_json(self.stamp_path, {"stage": self.stage, "digest": self.digest, "key": self.key, "outputs": outputs,
                                      "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
         for stale in (self.run_dir / "partial").glob(f"{self.stage}-*"):

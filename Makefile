@@ -19,7 +19,7 @@ setup: $(VENV)/.installed ## Create .venv and install everything (torch 2.13.0 f
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install torch==2.13.0 $(TORCH_PIP)
-	$(PY) -m pip install -e ".[test]"
+	$(PY) -m pip install -e ".[test,course]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (langneurons)"
 	touch $@
 
@@ -47,6 +47,13 @@ check-figures: $(VENV)/.installed ## Compare the run's figure tables with the co
 check-params: $(VENV)/.installed ## Resolve and print the params of PROFILE with SET, without running anything
 	$(PY) -m langneurons.pipeline --profile $(PROFILE) --set "$(SET)" --check
 
+assignments: $(VENV)/.installed ## Build assignments/dist/<name>/{student,autograder}/ from assignments/source/*.ipynb (otter assign)
+	$(PY) -m langneurons.course.build
+
+grade: $(VENV)/.installed ## Grade every notebook in SUBMISSIONS=<folder> (otter run, locally); writes <folder>/grades.csv
+	@test -n "$(SUBMISSIONS)" || { echo "make grade: name the folder, e.g. make grade SUBMISSIONS=~/submissions/a1" >&2; exit 2; }
+	$(PY) -m langneurons.course.grade "$(SUBMISSIONS)" $(if $(TIME_LIMIT),--time-limit $(TIME_LIMIT)) $(if $(CELL_TIME_LIMIT),--cell-time-limit $(CELL_TIME_LIMIT)) $(if $(JOBS),--jobs $(JOBS))
+
 test: $(VENV)/.installed ## Run the test suite
 	$(PY) -m pytest -q
 
@@ -62,4 +69,4 @@ lock: $(VENV)/.installed ## Write requirements-lock.txt: the exact versions this
 clean-runs: ## Delete run outputs (runs/)
 	rm -rf runs/
 
-.PHONY: help setup tiny-model verify-model replicate data plan paper-numbers check-figures bench check-params test lab lock clean-runs
+.PHONY: help setup tiny-model verify-model replicate data plan paper-numbers check-figures assignments grade bench check-params test lab lock clean-runs

@@ -30,22 +30,22 @@ verify-model: $(VENV)/.installed ## Check models/tiny against its SHA-256 manife
 	cd models/tiny && sha256sum -c SHA256SUMS
 
 replicate: $(VENV)/.installed ## Run the notebooks (finished stages are reused): PROFILE=<name> SET="key=value ..." FORCE=1
-	$(PY) -m langneurons.pipeline --profile $(PROFILE) --set "$(SET)$(if $(filter 1 true yes,$(FORCE)), force=true)" $(if $(STAGES),--stages $(STAGES))
+	$(PY) -m langneurons.run.pipeline --profile $(PROFILE) --set "$(SET)$(if $(filter 1 true yes,$(FORCE)), force=true)" $(if $(STAGES),--stages $(STAGES))
 
 data: $(VENV)/.installed ## Fetch and verify the released files PROFILE needs (sentence sets, translation pairs) into the user cache
-	$(PY) -m langneurons.released_data --profile $(PROFILE) --set "$(SET)"
+	$(PY) -m langneurons.data.released_data --profile $(PROFILE) --set "$(SET)"
 
 plan: $(VENV)/.installed ## What a run of PROFILE costs (units, disk, download, memory, time), from the model's config alone
-	$(PY) -m langneurons.plan --profile $(PROFILE) --set "$(SET)"
+	$(PY) -m langneurons.run.plan --profile $(PROFILE) --set "$(SET)"
 
 paper-numbers: $(VENV)/.installed ## Score the authors' released generations of the eight paper models into paper_figures/paper/
-	$(PY) -m langneurons.paper_numbers
+	$(PY) -m langneurons.run.paper_numbers
 
 check-figures: $(VENV)/.installed ## Compare the run's figure tables with the committed ones: same / within tolerance / differs
-	$(PY) -m langneurons.check_figures --profile $(PROFILE) --set "$(SET)"
+	$(PY) -m langneurons.run.check_figures --profile $(PROFILE) --set "$(SET)"
 
 check-params: $(VENV)/.installed ## Resolve and print the params of PROFILE with SET, without running anything
-	$(PY) -m langneurons.pipeline --profile $(PROFILE) --set "$(SET)" --check
+	$(PY) -m langneurons.run.pipeline --profile $(PROFILE) --set "$(SET)" --check
 
 assignments: $(VENV)/.installed ## Build assignments/dist/<name>/{student,autograder}/ from assignments/source/*.ipynb (otter assign)
 	$(PY) -m langneurons.course.build

@@ -6,9 +6,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from _common import ROOT
-from langneurons.corpus import sentences
-from langneurons.languages import LANGUAGES
-from langneurons.tiny import build_model, train_tokenizer
+from langneurons.data.corpus import sentences
+from langneurons.data.languages import LANGUAGES
+from langneurons.model.tiny import build_model, train_tokenizer
 
 # Random models a little wider than the test defaults, so per-call overhead does not dominate entirely.
 RANDOM_SIZES = {"d_model": 64, "layers": 4, "heads": 4, "ffn": 256}

@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, finish, print_table, timed  # noqa: E402
 from _models import load  # noqa: E402
 
-from langneurons.activations import collect_activations  # noqa: E402
-from langneurons.corpus import sentences  # noqa: E402
-from langneurons.languages import LANGUAGES  # noqa: E402
-from langneurons.units import find_linear_modules  # noqa: E402
+from langneurons.model.activations import collect_activations  # noqa: E402
+from langneurons.data.corpus import sentences  # noqa: E402
+from langneurons.data.languages import LANGUAGES  # noqa: E402
+from langneurons.model.units import find_linear_modules  # noqa: E402
 
 SEQ_LEN = 256  # params/common.yaml (paper: 256)
 

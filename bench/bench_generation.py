@@ -26,14 +26,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import finish, print_table, timed  # noqa: E402
 from _models import load  # noqa: E402
 
-from langneurons.activations import MeanPoolHooks, mean_responses, pad_id_of, tokenize  # noqa: E402
-from langneurons.ap import expertise  # noqa: E402
-from langneurons.corpus import sentences  # noqa: E402
-from langneurons.generation import _eos_id, sample_texts, start_ids  # noqa: E402
-from langneurons.intervention import Spec, force_units, forcing_spec  # noqa: E402
-from langneurons.languages import LANGUAGES  # noqa: E402
-from langneurons.scoring import scores_table, select_units  # noqa: E402
-from langneurons.units import find_blocks, find_linear_modules, units_table  # noqa: E402
+from langneurons.model.activations import MeanPoolHooks, mean_responses, pad_id_of, tokenize  # noqa: E402
+from langneurons.scoring.ap import expertise  # noqa: E402
+from langneurons.data.corpus import sentences  # noqa: E402
+from langneurons.control.generation import _eos_id, sample_texts, start_ids  # noqa: E402
+from langneurons.control.intervention import Spec, force_units, forcing_spec  # noqa: E402
+from langneurons.data.languages import LANGUAGES  # noqa: E402
+from langneurons.scoring.scoring import scores_table, select_units  # noqa: E402
+from langneurons.model.units import find_blocks, find_linear_modules, units_table  # noqa: E402
 
 TEMPERATURE = 0.8
 

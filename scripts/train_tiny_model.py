@@ -12,10 +12,10 @@ from pathlib import Path
 
 import yaml
 
-from langneurons.manifest import write_manifest
-from langneurons.params import from_dict, parse_overrides
-from langneurons.paths import PARAMS_DIR, resolve
-from langneurons.training import TrainConfig, train
+from langneurons.model.manifest import write_manifest
+from langneurons.run.params import from_dict, parse_overrides
+from langneurons.run.paths import PARAMS_DIR, resolve
+from langneurons.model.training import TrainConfig, train
 
 
 def main() -> None:

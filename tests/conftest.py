@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from langneurons.languages import LANGUAGES
-from langneurons.tiny import build_model, train_tokenizer
+from langneurons.data.languages import LANGUAGES
+from langneurons.model.tiny import build_model, train_tokenizer
 
 SHARED_OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "lang_neuron_official"
 SHARED_SENSE = SHARED_OFFICIAL / "sense"

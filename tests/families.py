@@ -15,7 +15,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerFast
 
 from conftest import ALL_SENTENCES
-from langneurons.tiny import bpe_tokenizer
+from langneurons.model.tiny import bpe_tokenizer
 
 D, LAYERS, HEADS, KV, FFN = 64, 2, 4, 2, 128
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score
 
-from langneurons import ap
-from langneurons.ap import (
+from langneurons.scoring import ap
+from langneurons.scoring.ap import (
     average_precision,
     expertise,
     expertise_sets,

@@ -17,14 +17,14 @@ import torch.nn.functional as F
 
 from conftest import ALL_SENTENCES, write_official_dir
 from families import FAMILIES, build, save
-from langneurons.activations import MeanPoolHooks, mean_responses, pad_id_of
-from langneurons.generation import GenerationError, start_ids
-from langneurons.intervention import force_units
-from langneurons.moe import experts_hooked
-from langneurons.params import load_params
-from langneurons.pipeline import run_stages
-from langneurons.plan import format_plan, make_plan
-from langneurons.units import EXPERTS, ROUTER, find_blocks, find_linear_modules, part_labels, units_table
+from langneurons.model.activations import MeanPoolHooks, mean_responses, pad_id_of
+from langneurons.control.generation import GenerationError, start_ids
+from langneurons.control.intervention import force_units
+from langneurons.model.moe import experts_hooked
+from langneurons.run.params import load_params
+from langneurons.run.pipeline import run_stages
+from langneurons.run.plan import format_plan, make_plan
+from langneurons.model.units import EXPERTS, ROUTER, find_blocks, find_linear_modules, part_labels, units_table
 
 NAMES = list(FAMILIES)
 MOE = [n for n in NAMES if FAMILIES[n].moe]
@@ -297,7 +297,7 @@ def test_notebooks_01_to_05(name: str, tmp_path: Path):
 
 def test_layer_kinds_name_the_parts_of_fused_outputs():
     """Phi-3's query units are counted as `self_attn.qkv_proj[q]`, next to Llama's `self_attn.q_proj`."""
-    from langneurons.analysis import kind_distribution
+    from langneurons.scoring.analysis import kind_distribution
 
     model, _ = model_of("phi3")
     table = units_table(find_linear_modules(model), 2)

@@ -12,15 +12,15 @@ from torch import nn
 from transformers import BertConfig, BertForMaskedLM, T5Config
 
 from conftest import ALL_SENTENCES, write_official_dir
-from langneurons.activations import MATRIX_FILE, collect_activations
-from langneurons.data_prep import build_text_sets
-from langneurons.batching import DeviceOutOfMemoryError
-from langneurons.models import ModelLoadError, load_model
-from langneurons.params import ModelParams, ParamsError, load_params
-from langneurons.scoring import SelectionError, check_n_per_side
-from langneurons.textsets import DataError
-from langneurons.tiny import train_tokenizer
-from langneurons.units import UnitsError, find_linear_modules
+from langneurons.model.activations import MATRIX_FILE, collect_activations
+from langneurons.data.data_prep import build_text_sets
+from langneurons.model.batching import DeviceOutOfMemoryError
+from langneurons.model.models import ModelLoadError, load_model
+from langneurons.run.params import ModelParams, ParamsError, load_params
+from langneurons.scoring.scoring import SelectionError, check_n_per_side
+from langneurons.data.textsets import DataError
+from langneurons.model.tiny import train_tokenizer
+from langneurons.model.units import UnitsError, find_linear_modules
 
 
 def _one_line(err: pytest.ExceptionInfo, *needles: str) -> None:

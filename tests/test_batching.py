@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from conftest import ALL_SENTENCES
-from langneurons.activations import MATRIX_FILE, collect_activations
-from langneurons.batching import BatchSize, DeviceOutOfMemoryError
-from langneurons.control import Condition, run_conditions
-from langneurons.faults import OOM_ENV
-from langneurons.params import GenerationParams
-from langneurons.translation_eval import run_translation
+from langneurons.model.activations import MATRIX_FILE, collect_activations
+from langneurons.model.batching import BatchSize, DeviceOutOfMemoryError
+from langneurons.control.control import Condition, run_conditions
+from langneurons.run.faults import OOM_ENV
+from langneurons.run.params import GenerationParams
+from langneurons.control.translation_eval import run_translation
 
 
 def test_halves_until_it_fits_and_records_it(capsys):

@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from langneurons import check_figures
-from langneurons.check_figures import compare, main
+from langneurons.run import check_figures
+from langneurons.run.check_figures import compare, main
 
 RATES = pd.DataFrame({"target": ["en", "de"], "none": [14.0, 19.0], "top": [69.0, 63.0], "bottom": [21.0, 47.0],
                       "both": [75.0, 82.0], "rise": [61.0, 63.0]})

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from langneurons import corpus
-from langneurons.langid import _label, detect_languages
-from langneurons.languages import LANGUAGES
-from langneurons.textsets import DataError, TextSets, load_bundled
+from langneurons.data import corpus
+from langneurons.control.langid import _label, detect_languages
+from langneurons.data.languages import LANGUAGES
+from langneurons.data.textsets import DataError, TextSets, load_bundled
 
 EVERYDAY = {
     "en": ["I am going to the supermarket to buy some bread and milk.",

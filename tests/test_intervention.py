@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from langneurons.generation import GenerationError, InverseCdfSampler, sample_texts, start_ids
-from langneurons.intervention import InterventionError, force_units, forcing_spec
-from langneurons.units import find_linear_modules
+from langneurons.control.generation import GenerationError, InverseCdfSampler, sample_texts, start_ids
+from langneurons.control.intervention import InterventionError, force_units, forcing_spec
+from langneurons.model.units import find_linear_modules
 
 FAMILIES = ("xglm", "bloom", "llama", "gpt2")
 

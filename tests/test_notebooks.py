@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from conftest import ALL_SENTENCES, write_official_dir, write_translation_dir
-from langneurons.paths import NOTEBOOKS_DIR
-from langneurons.pipeline import STAGES, run_stages
-from langneurons.tiny import build_and_save
+from langneurons.run.paths import NOTEBOOKS_DIR
+from langneurons.run.pipeline import STAGES, run_stages
+from langneurons.model.tiny import build_and_save
 
 
 @pytest.mark.parametrize("stage", STAGES)

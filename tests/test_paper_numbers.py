@@ -14,16 +14,16 @@ import pandas as pd
 import pytest
 
 from conftest import SENTENCES
-from langneurons import paper_numbers
-from langneurons.languages import LANGUAGES
-from langneurons.layout import RunLayout
-from langneurons.manifest import sha256
-from langneurons.paper_numbers import RELEASE_MODELS, parse_path, run
-from langneurons.params import load_params
-from langneurons.release import Entry, Release, generation_files, load_manifest, translation_file
-from langneurons.report import build_report
-from langneurons.textsets import DataError
-from langneurons.translation import build_prompt
+from langneurons.run import paper_numbers
+from langneurons.data.languages import LANGUAGES
+from langneurons.run.layout import RunLayout
+from langneurons.model.manifest import sha256
+from langneurons.run.paper_numbers import RELEASE_MODELS, parse_path, run
+from langneurons.run.params import load_params
+from langneurons.data.release import Entry, Release, generation_files, load_manifest, translation_file
+from langneurons.run.report import build_report
+from langneurons.data.textsets import DataError
+from langneurons.control.translation import build_prompt
 
 # Made-up texts: sentence 1 of each language (FastText labels it right); "" is no language.
 TEXT = {lang: SENTENCES[lang][1] for lang in LANGUAGES}

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from transformers import AutoConfig
 
-from langneurons import paths, plan
-from langneurons.params import load_params
-from langneurons.plan import PlanError, build_skeleton, format_plan, make_plan, plan_paragraph, shipped_config_path
+from langneurons.run import paths, plan
+from langneurons.run.params import load_params
+from langneurons.run.plan import PlanError, build_skeleton, format_plan, make_plan, plan_paragraph, shipped_config_path
 
 # The paper's models: profile -> (hub id, units). The totals are facts of the architectures.
 PAPER_UNITS = {

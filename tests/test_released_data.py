@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from conftest import SHARED_OFFICIAL
-from langneurons.cache import data_fingerprint
-from langneurons.data_prep import build_text_sets
-from langneurons.params import load_params
-from langneurons.release import COMMIT, load_manifest, sense_file, translation_file
-from langneurons.released_data import main, needed_files, translation_dir
-from langneurons.textsets import load_official
-from langneurons.translation_eval import load_pairs
+from langneurons.run.cache import data_fingerprint
+from langneurons.data.data_prep import build_text_sets
+from langneurons.run.params import load_params
+from langneurons.data.release import COMMIT, load_manifest, sense_file, translation_file
+from langneurons.data.released_data import main, needed_files, translation_dir
+from langneurons.data.textsets import load_official
+from langneurons.control.translation_eval import load_pairs
 
 needs_shared = pytest.mark.skipif(not SHARED_OFFICIAL.is_dir(), reason="released files not found beside the project")
 

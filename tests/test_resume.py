@@ -1,4 +1,4 @@
-"""Resumable, cached stages, tested through the real pipeline (`python -m langneurons.pipeline`).
+"""Resumable, cached stages, tested through the real pipeline (`python -m langneurons.run.pipeline`).
 
 - kill -9 during activation collection, then during generation; the reruns resume and the final
   outputs equal an uninterrupted run's byte for byte (which is also the determinism check);
@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 
 from conftest import ALL_SENTENCES, write_official_dir
-from langneurons.cache import StageCache
-from langneurons.faults import ENV as CRASH_ENV
-from langneurons.faults import OOM_ENV
-from langneurons.layout import RunLayout
-from langneurons.params import load_params
-from langneurons.tiny import build_and_save
+from langneurons.run.cache import StageCache
+from langneurons.run.faults import ENV as CRASH_ENV
+from langneurons.run.faults import OOM_ENV
+from langneurons.run.layout import RunLayout
+from langneurons.run.params import load_params
+from langneurons.model.tiny import build_and_save
 
 STAGES = ("01_data_prep", "02_activations", "03_scoring", "05_intervention")
 COMPARED = ["activations/activations.npy", "activations/units.parquet", "data/texts.parquet", "data/sets.parquet",
@@ -55,7 +55,7 @@ def run(out: Path, overrides: list[str], crash: str | None = None, extra: tuple[
     if oom:
         env[OOM_ENV] = oom
     sets = [*overrides, f"output_root={out}", f"figures_root={out / 'figures'}", *extra]
-    return subprocess.run([sys.executable, "-m", "langneurons.pipeline", "--profile", "tiny", "--set", " ".join(sets),
+    return subprocess.run([sys.executable, "-m", "langneurons.run.pipeline", "--profile", "tiny", "--set", " ".join(sets),
                            "--stages", ",".join(STAGES)], env=env, capture_output=True, text=True, timeout=900)
 
 
@@ -180,7 +180,7 @@ def test_corrupted_upstream_is_an_error_for_a_stage_run_alone(reference, inputs,
     sets = tmp_path / "tiny" / "data" / "sets.parquet"
     sets.write_bytes(sets.read_bytes()[:-10])
     sets_arg = [*inputs[1], f"output_root={tmp_path}", f"figures_root={tmp_path / 'figures'}"]
-    result = subprocess.run([sys.executable, "-m", "langneurons.pipeline", "--profile", "tiny", "--set", " ".join(sets_arg),
+    result = subprocess.run([sys.executable, "-m", "langneurons.run.pipeline", "--profile", "tiny", "--set", " ".join(sets_arg),
                              "--stages", "03_scoring"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 1
     err = result.stderr.strip().splitlines()[-1]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from langneurons.languages import LANGUAGES
-from langneurons.textsets import DataError, LabelledList, TextSets, load_official
+from langneurons.data.languages import LANGUAGES
+from langneurons.data.textsets import DataError, LabelledList, TextSets, load_official
 
 
 def test_released_sets_reproduced_exactly(shared_sense: Path, tmp_path: Path):

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from langneurons.manifest import MANIFEST, verify_manifest
-from langneurons.paths import PROJECT_ROOT
-from langneurons.training import TrainConfig, make_blocks
-from langneurons.tiny import train_tokenizer
+from langneurons.model.manifest import MANIFEST, verify_manifest
+from langneurons.run.paths import PROJECT_ROOT
+from langneurons.model.training import TrainConfig, make_blocks
+from langneurons.model.tiny import train_tokenizer
 
 QUICK = "steps=6 max_paragraphs_per_language=8 vocab_size=600 d_model=32 layers=2 heads=4 ffn=64 batch_size=4"
 
@@ -52,7 +52,7 @@ def test_blocks_start_with_eos_and_hold_one_language():
 
 @pytest.mark.parametrize("key, value", [("steps", "'100'"), ("stepz", "3")])
 def test_bad_training_params(key, value):
-    from langneurons.params import ParamsError, from_dict, parse_overrides
+    from langneurons.run.params import ParamsError, from_dict, parse_overrides
     import yaml
 
     data = yaml.safe_load((PROJECT_ROOT / "params" / "tiny_model.yaml").read_text()) | parse_overrides(f"{key}={value}")
@@ -67,8 +67,8 @@ def test_shipped_default_model_matches_manifest_and_loads():
     assert (model_dir / "model.safetensors").is_file()
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     assert type(model).__name__ == "XGLMForCausalLM"
-    from langneurons.params import load_params
-    from langneurons.units import find_linear_modules
+    from langneurons.run.params import load_params
+    from langneurons.model.units import find_linear_modules
 
     p = load_params("tiny")  # default profile resolves with its files present
     n_units = sum(m.width for m in find_linear_modules(model))

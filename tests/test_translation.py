@@ -16,8 +16,8 @@ import pytest
 from sacrebleu.metrics import BLEU
 from test_hub_data import _offline, _write_repo  # noqa: F401  (_offline: autouse fixture, offline + fresh cache)
 
-from langneurons.textsets import DataError
-from langneurons.translation import (
+from langneurons.data.textsets import DataError
+from langneurons.control.translation import (
     PROMPT,
     TASKS,
     HubTranslationSource,

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from conftest import ALL_SENTENCES
-from langneurons.activations import MeanPoolHooks, collect_activations, load_activations, mean_responses, sequential_token_sum, token_mean, tokenize
-from langneurons.tiny import build_model
-from langneurons.units import UnitsError, find_linear_modules
+from langneurons.model.activations import MeanPoolHooks, collect_activations, load_activations, mean_responses, sequential_token_sum, token_mean, tokenize
+from langneurons.model.tiny import build_model
+from langneurons.model.units import UnitsError, find_linear_modules
 
 # What the paper lists per family (GPT-2 for transformers' Conv1D).
 EXPECTED_KINDS = {

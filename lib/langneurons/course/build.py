@@ -19,7 +19,7 @@ import zipfile
 from contextlib import redirect_stdout
 from pathlib import Path
 
-from .. import paths
+from ..run import paths
 
 ASSIGNMENTS_DIR = paths.PROJECT_ROOT / "assignments"
 SOURCE_DIR = ASSIGNMENTS_DIR / "source"

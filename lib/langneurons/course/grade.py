@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..atomic import write_csv, write_text
+from ..run.atomic import write_csv, write_text
 from .build import AUTOGRADER_ZIP, DIST_DIR
 from .guard import ENV_CELL_LIMIT, ENV_LOG, ENV_PROTECT
 

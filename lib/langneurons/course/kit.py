@@ -16,17 +16,17 @@ import pandas as pd
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .. import paths
-from ..activations import MATRIX_FILE, UNITS_FILE, collect_activations
-from ..ap import expertise
-from ..corpus import sentences
-from ..generation import sample_texts
-from ..intervention import Spec, force_units, forcing_spec
-from ..langid import detect_languages
-from ..languages import LANGUAGES, check_languages
-from ..models import load_model
-from ..params import ModelParams
-from ..scoring import scores_table, select_units
+from ..run import paths
+from ..model.activations import MATRIX_FILE, UNITS_FILE, collect_activations
+from ..scoring.ap import expertise
+from ..data.corpus import sentences
+from ..control.generation import sample_texts
+from ..control.intervention import Spec, force_units, forcing_spec
+from ..control.langid import detect_languages
+from ..data.languages import LANGUAGES, check_languages
+from ..model.models import load_model
+from ..run.params import ModelParams
+from ..scoring.scoring import scores_table, select_units
 
 TINY = "models/tiny"
 SEQ_LEN = 256

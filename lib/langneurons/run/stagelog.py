@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from .atomic import write_json
-from .batching import BatchSize
+from ..model.batching import BatchSize
 
 
 def peak_rss_mib() -> float:

@@ -17,8 +17,8 @@ from .layout import RunLayout
 from .check_figures import check
 from .check_figures import summary as figures_summary
 from .params import Params, ParamsError, load_params, save_params
-from .release import ReleaseError
-from .released_data import needed_files, release_for
+from ..data.release import ReleaseError
+from ..data.released_data import needed_files, release_for
 from .report import write_report
 from .stagelog import stage_table
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 PARAMS_DIR = PROJECT_ROOT / "params"
 PROFILES_DIR = PARAMS_DIR / "profiles"
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"

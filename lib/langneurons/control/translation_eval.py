@@ -10,14 +10,14 @@ from __future__ import annotations
 import pandas as pd
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .batching import BatchSize, as_batch_size
+from ..model.batching import BatchSize, as_batch_size
 from .control import Condition, units_for
-from .faults import oom_point
+from ..run.faults import oom_point
 from .generation import greedy_continuations
 from .intervention import force_units, forcing_spec
 from .langid import detect_languages
-from .params import Params
-from .released_data import translation_dir, translation_pairs
+from ..run.params import Params
+from ..data.released_data import translation_dir, translation_pairs
 from .translation import build_prompt, corpus_bleu, extract_answer, is_language_name_only, load_hub_pairs, load_official_pairs
 
 

@@ -17,11 +17,11 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .activations import matrix_shape, read_columns
+from ..model.activations import matrix_shape, read_columns
 from .ap import STATS, expertise_sets
-from .atomic import write_csv, write_parquet
-from .layout import RunLayout
-from .textsets import TextSets
+from ..run.atomic import write_csv, write_parquet
+from ..run.layout import RunLayout
+from ..data.textsets import TextSets
 
 STAT_COLUMNS = STATS
 

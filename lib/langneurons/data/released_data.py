@@ -12,9 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import paths
+from ..run import paths
 from .languages import LANGUAGES
-from .params import Params, ParamsError, load_params
+from ..run.params import Params, ParamsError, load_params
 from .release import COMMIT, Release, ReleaseError, load_manifest, sense_file, translation_file
 
 

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerFast, XGLMForCausalLM
 
-from .atomic import write_json
-from .corpus import paragraphs
-from .languages import LANGUAGES
+from ..run.atomic import write_json
+from ..data.corpus import paragraphs
+from ..data.languages import LANGUAGES
 from .tiny import build_model, train_tokenizer
 
 

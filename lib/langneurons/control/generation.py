@@ -21,8 +21,8 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from .activations import pad_id_of
-from .models import input_device
+from ..model.activations import pad_id_of
+from ..model.models import input_device
 
 
 class GenerationError(ValueError):

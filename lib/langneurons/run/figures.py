@@ -12,8 +12,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
-from .languages import LANGUAGE_NAMES  # noqa: E402
-from .lid_scoring import main_rates  # noqa: E402
+from ..data.languages import LANGUAGE_NAMES  # noqa: E402
+from ..control.lid_scoring import main_rates  # noqa: E402
 
 
 def save_figure(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:

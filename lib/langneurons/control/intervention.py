@@ -17,8 +17,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .moe import experts_hooked, router_forced, split_by_expert
-from .units import LINEAR, ROUTER, LinearModule, find_linear_modules
+from ..model.moe import experts_hooked, router_forced, split_by_expert
+from ..model.units import LINEAR, ROUTER, LinearModule, find_linear_modules
 
 Spec = dict[str, tuple[torch.Tensor, torch.Tensor]]  # module path -> (unit indices, values)
 VALUE_COLUMNS = ("on_p50", "on_p90", "off_mean", "off_p50")

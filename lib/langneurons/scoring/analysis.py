@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .atomic import write_csv
+from ..run.atomic import write_csv
 
 SIDES = ("top", "bottom")
 

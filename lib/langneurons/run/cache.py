@@ -26,15 +26,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import __version__, paths
+from .. import __version__
+from . import paths
 from .atomic import write_json
 from .layout import RunLayout
-from .languages import LANGUAGES
-from .manifest import sha256
+from ..data.languages import LANGUAGES
+from ..model.manifest import sha256
 from .params import Params
-from .release import translation_file
-from .released_data import release_fingerprint, sense_files, translation_pairs
-from .translation import official_pairs_file
+from ..data.release import translation_file
+from ..data.released_data import release_fingerprint, sense_files, translation_pairs
+from ..control.translation import official_pairs_file
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def _fingerprint_files(files: list[Path], base: Path) -> dict[str, str]:
 
 def model_fingerprint(p: Params) -> dict[str, Any]:
     """A local model: the SHA-256 of its files; a hub model: id and revision (pin a commit to be exact)."""
-    from .models import resolve_device  # torch import only when a stage needs the model
+    from ..model.models import resolve_device  # torch import only when a stage needs the model
 
     device = "device_map" if p.model.device_map else str(resolve_device(p.model.device))
     if p.model.path:

@@ -27,9 +27,9 @@ import torch
 from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .atomic import write_json, write_parquet
+from ..run.atomic import write_json, write_parquet
 from .batching import BatchSize, as_batch_size
-from .faults import crash_point, oom_point
+from ..run.faults import crash_point, oom_point
 from .models import input_device
 from .moe import experts_hooked
 from .units import EXPERTS, ROUTER, LinearModule, UnitsError, find_blocks, find_linear_modules, units_table

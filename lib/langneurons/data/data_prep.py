@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .params import Params
+from ..run.params import Params
 from .released_data import sense_dir
 from .textsets import TextSets, load_bundled, load_official
 

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .languages import LANGUAGES, check_languages
-from .params import HubDataParams, HubSource
+from ..run.params import HubDataParams, HubSource
 from .hub_load import load_hub_split
 from .textsets import DataError, LabelledList, TextSets
 

@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .atomic import write_csv, write_parquet
-from .batching import BatchSize, as_batch_size
-from .faults import crash_point, oom_point
+from ..run.atomic import write_csv, write_parquet
+from ..model.batching import BatchSize, as_batch_size
+from ..run.faults import crash_point, oom_point
 from .generation import sample_texts
 from .intervention import force_units, forcing_spec
-from .params import GenerationParams
+from ..run.params import GenerationParams
 
 
 @dataclass(frozen=True)

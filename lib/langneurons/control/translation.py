@@ -18,9 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-from .hub_load import load_hub_split
-from .safe_pickle import load_builtin_pickle
-from .textsets import DataError
+from ..data.hub_load import load_hub_split
+from ..data.safe_pickle import load_builtin_pickle
+from ..data.textsets import DataError
 
 SOURCE_LANG = "en"
 # task -> target languages, as in the paper (first 100 pairs of each)

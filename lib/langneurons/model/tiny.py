@@ -26,7 +26,7 @@ from transformers import (
     XGLMForCausalLM,
 )
 
-from .corpus import DATASET_BUILD_CODES, raw_texts  # noqa: F401 (DATASET_BUILD_CODES used to live here)
+from ..data.corpus import DATASET_BUILD_CODES, raw_texts  # noqa: F401 (DATASET_BUILD_CODES used to live here)
 
 FAMILIES = ("xglm", "bloom", "llama", "gpt2")
 

@@ -19,10 +19,10 @@ from typing import Any
 import yaml
 
 from . import paths
-from .languages import LANGUAGES, check_languages
-from .release import MODELS as RELEASE_MODELS
-from .textsets import DataError
-from .translation import TASKS, HubTranslationSource
+from ..data.languages import LANGUAGES, check_languages
+from ..data.release import MODELS as RELEASE_MODELS
+from ..data.textsets import DataError
+from ..control.translation import TASKS, HubTranslationSource
 
 DATA_SOURCES = ("official", "hub", "bundled")
 MODEL_DTYPES = ("float32", "float16", "bfloat16", "auto")

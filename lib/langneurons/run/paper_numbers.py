@@ -27,14 +27,14 @@ import pandas as pd
 from . import paths
 from .atomic import write_csv, write_text
 from .figures import plot_rate_vs_n, plot_rate_with_without, plot_top_bottom_both, plot_translation, save_figure
-from .languages import LANGUAGES
-from .lid_scoring import detect, main_rates, target_rates
-from .release import MODELS as RELEASE_MODELS
-from .release import Entry, Release, ReleaseError, generation_files, load_manifest, translation_file
+from ..data.languages import LANGUAGES
+from ..control.lid_scoring import detect, main_rates, target_rates
+from ..data.release import MODELS as RELEASE_MODELS
+from ..data.release import Entry, Release, ReleaseError, generation_files, load_manifest, translation_file
 from .report import markdown_table
-from .textsets import DataError
-from .translation import TASKS, extract_answer, load_official_pairs, split_continuation
-from .translation_eval import translation_metrics
+from ..data.textsets import DataError
+from ..control.translation import TASKS, extract_answer, load_official_pairs, split_continuation
+from ..control.translation_eval import translation_metrics
 
 UNCONDITIONAL = "uncond"
 PAPER_N_PER_SIDE = 1000  # the paper's main condition: top-1000 + bottom-1000 ("2000 both")

@@ -34,11 +34,11 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
 from . import paths
-from .control import conditions_for
-from .languages import LANGUAGES
-from .models import ModelLoadError, check_causal
+from ..control.control import conditions_for
+from ..data.languages import LANGUAGES
+from ..model.models import ModelLoadError, check_causal
 from .params import ModelParams, Params, ParamsError, load_params
-from .units import UnitsError, find_blocks, find_linear_modules
+from ..model.units import UnitsError, find_blocks, find_linear_modules
 
 GIB = 2**30
 CONFIGS_DIR = paths.PARAMS_DIR / "model_configs"  # the paper models' config.json, named <org>--<name>.json

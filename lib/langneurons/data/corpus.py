@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .langid import detect_languages
+from ..control.langid import detect_languages
 from .languages import LANGUAGES, check_languages
 from .textsets import DataError, LabelledList, TextSets
 

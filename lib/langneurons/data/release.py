@@ -19,7 +19,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .manifest import sha256
+from ..model.manifest import sha256
 
 COMMIT = "5ce59ec66a6623d29d9dc1d27a4278733bd86656"
 DEFAULT_URL = f"https://raw.githubusercontent.com/kojima-takeshi188/lang_neuron/{COMMIT}"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .atomic import write_json, write_parquet
+from ..run.atomic import write_json, write_parquet
 from .languages import LANGUAGES
 
 UNKNOWN_LANG = "unknown"

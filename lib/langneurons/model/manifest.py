@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from .atomic import write_text
+from ..run.atomic import write_text
 
 MANIFEST = "SHA256SUMS"
 

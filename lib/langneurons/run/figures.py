@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
-from ..data.languages import LANGUAGE_NAMES  # noqa: E402
+from ..data.languages import language_name  # noqa: E402
 from ..control.lid_scoring import main_rates  # noqa: E402
 
 
@@ -48,7 +48,7 @@ def plot_ap_distribution(
         ax.axvline(ap[-n_per_side], color="tab:red", lw=1, label=f"top-{n_per_side} cut-off")
         ax.axvline(ap[n_per_side - 1], color="tab:blue", lw=1, label=f"bottom-{n_per_side} cut-off")
         ax.axvline(chance[lang], color="k", lw=1, ls="--", label="chance (share of positives)")
-        ax.set_title(f"{LANGUAGE_NAMES[lang]} ({lang})")
+        ax.set_title(f"{language_name(lang)} ({lang})")
         ax.set_xlabel("average precision")
     for ax in list(axes.flat)[len(langs):]:
         ax.axis("off")
@@ -64,7 +64,7 @@ def plot_layer_distribution(dist: pd.DataFrame, n_per_side: int, title: str) -> 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
     for ax, side in zip(axes, ("top", "bottom")):
         for lang, part in dist[dist.side == side].groupby("language", sort=False):
-            ax.plot(part["depth"], part["count"], marker="o", ms=3, label=LANGUAGE_NAMES[lang])
+            ax.plot(part["depth"], part["count"], marker="o", ms=3, label=language_name(lang))
         ax.set_title(f"{side}-{n_per_side} units by AP")
         ax.set_xlabel("relative depth (block / (blocks - 1))")
     axes[0].set_ylabel("units in block")
@@ -99,7 +99,7 @@ def _bars(ax: plt.Axes, table: pd.DataFrame, series: list[tuple[str, str]], lang
     for i, (column, label) in enumerate(series):
         values = table.set_index("target").reindex(languages)[column].to_numpy()
         ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=label)
-    ax.set_xticks(x, [LANGUAGE_NAMES[lang] for lang in languages])
+    ax.set_xticks(x, [language_name(lang) for lang in languages])
     ax.set_ylim(0, 100)
     ax.set_ylabel("target-language rate (%)")
     ax.legend(fontsize=7)
@@ -133,7 +133,7 @@ def plot_rate_vs_n(rates: pd.DataFrame, languages: list[str], title: str) -> plt
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for i, lang in enumerate(languages):
         part = both[both.target == lang].sort_values("n_top")
-        line, = ax.plot(part["n_top"], part["target_rate"], marker="o", ms=3, label=LANGUAGE_NAMES[lang])
+        line, = ax.plot(part["n_top"], part["target_rate"], marker="o", ms=3, label=language_name(lang))
         ax.axhline(none.get(lang, np.nan), color=line.get_color(), ls=":", lw=0.8)
     ax.set_xscale("log")
     ax.set_ylim(0, 100)

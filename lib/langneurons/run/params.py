@@ -24,7 +24,7 @@ from ..data.release import MODELS as RELEASE_MODELS
 from ..data.textsets import DataError
 from ..control.translation import TASKS, HubTranslationSource
 
-DATA_SOURCES = ("official", "hub", "bundled")
+DATA_SOURCES = ("official", "hub", "bundled", "files")
 MODEL_DTYPES = ("float32", "float16", "bfloat16", "auto")
 DEVICES = ("cpu", "cuda", "mps", "auto")
 STORAGE_DTYPES = ("float32", "float16")
@@ -77,11 +77,20 @@ class ReleaseParams:
 
 
 @dataclass(frozen=True)
+class FilesDataParams:
+    path: str | None  # a folder of <code>.txt files, one text per line (UTF-8), any language codes
+    n_positive: int  # positives per language (a file with fewer distinct texts is an error)
+    n_negative_per_language: int  # negatives from every other file in the folder
+    seed: int  # sampling seed
+
+
+@dataclass(frozen=True)
 class DataParams:
-    source: str  # official | hub | bundled
+    source: str  # official | hub | bundled | files
     official_path: str | None  # your own folder of <lang>.json sets (null: the released sets, fetched and verified)
     hub: HubDataParams
     bundled: BundledDataParams
+    files: FilesDataParams
 
 
 @dataclass(frozen=True)
@@ -317,11 +326,17 @@ def _positive(key: str, value: int | float) -> None:
 
 def check(p: Params, check_files: bool = True) -> None:
     """Value and file checks that types alone cannot express."""
-    try:
-        check_languages(p.languages)
+    _one_of("data.source", p.data.source, DATA_SOURCES)
+    try:  # the files source offers whatever codes its folder has (checked with the files below)
+        if p.data.source == "files":
+            check_languages(p.languages, tuple(p.languages))
+        elif p.data.source == "hub":
+            check_languages(p.languages, tuple(dict.fromkeys(x for s in p.data.hub.sources for x in s.configs)),
+                            source="data.hub.sources")
+        else:
+            check_languages(p.languages)
     except ValueError as e:
         raise ParamsError(f"param 'languages': {e}") from e
-    _one_of("data.source", p.data.source, DATA_SOURCES)
     _one_of("model.dtype", p.model.dtype, MODEL_DTYPES)
     _one_of("model.device", p.model.device, DEVICES)
     _one_of("activations.storage_dtype", p.activations.storage_dtype, STORAGE_DTYPES)
@@ -334,6 +349,8 @@ def check(p: Params, check_files: bool = True) -> None:
         ("data.hub.n_negative_per_language", p.data.hub.n_negative_per_language),
         ("data.bundled.n_positive", p.data.bundled.n_positive),
         ("data.bundled.n_negative_per_language", p.data.bundled.n_negative_per_language),
+        ("data.files.n_positive", p.data.files.n_positive),
+        ("data.files.n_negative_per_language", p.data.files.n_negative_per_language),
         ("generation.n_samples", p.generation.n_samples),
         ("generation.max_new_tokens", p.generation.max_new_tokens),
         ("generation.temperature", p.generation.temperature),
@@ -362,15 +379,24 @@ def check(p: Params, check_files: bool = True) -> None:
     if p.data.source == "hub":
         if not p.data.hub.sources:
             raise ParamsError("data.hub.sources is empty: list at least one dataset (see params/common.yaml)")
-        for i, src in enumerate(p.data.hub.sources):
-            missing = [lang for lang in LANGUAGES if lang not in src.configs]
-            if missing:
-                raise ParamsError(
-                    f"data.hub.sources[{i}] ({src.id}) has no config for {missing}: "
-                    "add them under its `configs` (our code -> dataset config)"
-                )
+        have = {lang for src in p.data.hub.sources for lang in src.configs}
+        missing = [lang for lang in [*LANGUAGES, *p.languages] if lang not in have]
+        if missing:  # negatives come from the paper's six and every other target
+            raise ParamsError(f"no data.hub source has a config for {sorted(set(missing))}: "
+                              "add them under a source's `configs` (our code -> dataset config)")
+    if p.data.source == "files" and p.data.files.path is None:
+        raise ParamsError("data.source=files needs data.files.path: a folder of <code>.txt files, one text per line")
     if not check_files:
         return
+    if p.data.source == "files":
+        from ..data.files_source import available_codes
+        from ..data.textsets import DataError
+
+        try:
+            check_languages(p.languages, available_codes(paths.resolve(p.data.files.path)),
+                            source=f"data.files.path {paths.resolve(p.data.files.path)}")
+        except (DataError, ValueError) as e:
+            raise ParamsError(f"param 'languages': {e}") from e
     if p.model.path is not None:
         model_dir = paths.resolve(p.model.path)
         if not (model_dir / "config.json").is_file():

@@ -1,0 +1,119 @@
+"""The `files` source: any language from a folder of <code>.txt files, through notebooks 01-05.
+
+Eight languages: the six of the paper (sentences of the bundled corpus) and two written here,
+Italian (lid.176 knows it) and Toki Pona (lid.176 has no label for it: its generation rate cannot
+be measured, but its units are still scored and analysed).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from langneurons.data.corpus import sentences
+from langneurons.data.files_source import load_files
+from langneurons.data.languages import LANGUAGES, language_name
+from langneurons.data.textsets import DataError
+from langneurons.run.params import ParamsError, load_params
+from langneurons.run.pipeline import run_stages
+
+ITALIAN = [
+    "Il gatto dorme sul tetto caldo della vecchia casa.", "Ogni mattina prendo il treno per andare al lavoro.",
+    "La biblioteca del paese apre alle nove e chiude a mezzogiorno.", "Mia nonna prepara la pasta fresca la domenica.",
+    "Il fiume scorre lentamente accanto al vecchio mulino.", "Abbiamo camminato sotto la pioggia fino alla stazione.",
+    "Leggere un buon libro rende le serate più brevi.", "I bambini giocano nel cortile dopo la scuola.",
+    "Il mercato del sabato è pieno di frutta e verdura.", "Domani andremo al mare se il tempo lo permette.",
+    "La cena è pronta, venite a tavola prima che si raffreddi.", "Questa città è famosa per le sue piazze e le sue chiese.",
+    "Il medico mi ha consigliato di dormire di più.", "Durante l'inverno le montagne sono coperte di neve.",
+    "Ho dimenticato le chiavi di casa sul tavolo della cucina.", "Gli studenti preparano l'esame di storia con impegno.",
+]
+TOKI_PONA = [
+    "soweli lili li lape lon tomo seli.", "mi tawa tomo pali kepeken tomo tawa.", "jan lili li musi lon ma kasi.",
+    "telo suli li tawa poka tomo pi pan.", "mi moku e kili lon tenpo suno ale.", "ona li lukin e lipu pona lon tenpo pimeja.",
+    "sina wile ala wile moku e pan suwi?", "kon li tawa wawa lon nena suli.", "jan pona mi li toki e toki sin.",
+    "waso li kalama musi lon kasi suli.", "mi pilin pona tan ni: sina kama.", "tenpo pimeja la mun li suno lili.",
+    "mama mi li pali e moku pona.", "jan ale li kama lon tomo mi lon tenpo ni.", "mi sona ala e nimi pi ma ni.",
+    "ilo sona li pali ala tan ni: ona li jo ala e wawa.",
+]
+ALL8 = [*LANGUAGES, "it", "tok"]
+
+
+def write_folder(root: Path, per_language: int = 16) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for lang in LANGUAGES:
+        (root / f"{lang}.txt").write_text("\n".join(sentences(lang)[:per_language]) + "\n", encoding="utf-8")
+    (root / "it.txt").write_text("\n".join(ITALIAN[:per_language]) + "\n\n   \n" + ITALIAN[0] + "\n", encoding="utf-8")
+    (root / "tok.txt").write_text("\n".join(TOKI_PONA[:per_language]) + "\n", encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return write_folder(tmp_path_factory.mktemp("texts"))
+
+
+def test_sets_from_any_language(folder: Path, capsys):
+    sets = load_files(folder, ["it", "tok"], n_positive=10, n_negative_per_language=3, seed=0)
+    assert "it.txt: 1 repeated line(s) used once" in capsys.readouterr().out
+    for target in ("it", "tok"):
+        rows = sets.labelled(target).merge(sets.texts, on="text_id")
+        assert (rows[rows.label == 1].lang == target).all() and (rows.label == 1).sum() == 10
+        negatives = rows[rows.label == 0]
+        assert negatives.lang.value_counts().to_dict() == {o: 3 for o in ALL8 if o != target}  # every other file
+    texts = set(sets.texts.text)
+    assert "" not in texts and not any(t != t.strip() for t in texts)  # blank lines ignored, lines stripped
+    again = load_files(folder, ["tok", "it"], n_positive=10, n_negative_per_language=3, seed=0)
+    assert sorted(again.texts.text) == sorted(sets.texts.text)  # samples do not depend on the order of `languages`
+
+
+def test_files_errors_name_the_problem(folder: Path, tmp_path: Path):
+    with pytest.raises(DataError, match=r"tok\.txt has 16 distinct texts; data\.files\.n_positive=20"):
+        load_files(folder, ["tok"], n_positive=20, n_negative_per_language=3, seed=0)
+    with pytest.raises(ValueError, match=r"unknown language code\(s\) \['xx'\].*'tok'"):
+        load_files(folder, ["xx"], n_positive=2, n_negative_per_language=2, seed=0)
+    bad = write_folder(tmp_path / "bad", per_language=4)
+    (bad / "la.txt").write_bytes(b"Gallia est omnis divisa\n\xff\xfe in partes tres\n")
+    with pytest.raises(DataError, match=r"la\.txt is not UTF-8"):
+        load_files(bad, ["la"], n_positive=1, n_negative_per_language=1, seed=0)
+    with pytest.raises(DataError, match="is not a folder"):
+        load_files(tmp_path / "nowhere", ["it"], n_positive=1, n_negative_per_language=1, seed=0)
+
+
+def test_params_accept_codes_the_folder_has(folder: Path):
+    p = load_params("tiny", ["data.source=files", f"data.files.path={folder}", "languages=it,tok,ja"])
+    assert p.languages == ["it", "tok", "ja"]
+    with pytest.raises(ParamsError, match=r"unknown language code\(s\) \['nl'\]"):
+        load_params("tiny", ["data.source=files", f"data.files.path={folder}", "languages=it,nl"])
+    with pytest.raises(ParamsError, match=r"\['it'\].*data.source=files"):
+        load_params("tiny", ["languages=en,it"])  # the bundled corpus has the paper's six only
+    with pytest.raises(ParamsError, match="needs data.files.path"):
+        load_params("tiny", ["data.source=files", "languages=it"])
+    assert language_name("tok") == "Toki Pona" and language_name("qq") == "qq"
+
+
+@pytest.mark.slow
+def test_eight_languages_through_notebooks_01_to_05(folder: Path, tmp_path: Path):
+    overrides = ["data.source=files", f"data.files.path={folder}", "data.files.n_positive=12",
+                 "data.files.n_negative_per_language=3", f"languages={','.join(ALL8)}", f"output_root={tmp_path / 'runs'}",
+                 f"figures_root={tmp_path / 'figs'}", "scoring.n_per_side=20", "generation.n_samples=4",
+                 "generation.batch_size=4", "generation.max_new_tokens=8", "intervention.sweep=1,20"]
+    layout = run_stages("tiny", overrides, stages=("01_data_prep", "02_activations", "03_scoring", "04_analysis",
+                                                    "05_intervention"))
+    run, figs = layout.root, tmp_path / "figs" / "tiny"
+    sets = pd.read_parquet(run / "data" / "sets.parquet")
+    assert sorted(sets.target.unique()) == sorted(ALL8)
+    for lang in ALL8:
+        scores = pd.read_parquet(run / "scores" / f"{lang}.parquet")
+        assert scores.ap.between(0, 1).all() and len(pd.read_csv(run / "selection" / f"{lang}.csv")) == 40
+    layers = pd.read_csv(figs / "fig1_layer_distribution.csv")
+    overlap = pd.read_csv(figs / "fig2_overlap.csv")
+    assert set(layers.language) == set(ALL8) and set(overlap.language_a) == set(ALL8)
+    rates = pd.read_csv(figs / "fig3_5_target_rates.csv")
+    assert set(rates.target) == set(ALL8) - {"tok"}  # Toki Pona cannot be identified, Italian can
+    log = json.loads((run / "notebooks" / "05_intervention.ipynb").read_text())
+    printed = "".join("".join(o.get("text", "")) for c in log["cells"] for o in c.get("outputs", []))
+    assert "Toki Pona (tok): lid.176 has no label for it" in printed
+    assert (figs / "fig1_layer_distribution.png").stat().st_size > 1000

@@ -17,14 +17,12 @@ import argparse
 import ast
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,12 +126,12 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
-def grade_one(path: Path, assignment: str, autograder: Path, log_dir: Path,
+def grade_one(path: Path, nb: dict | None, assignment: str, autograder: Path, log_dir: Path,
               time_limit: float, cell_limit: float, protect: list[Path], threads: int = 0) -> Graded:
-    """One notebook through `otter run` in a child process (its own session, killed at time_limit)."""
+    """One notebook (`nb`: its parsed JSON, None if unreadable) through `otter run` in a child
+    process (its own session, killed at time_limit)."""
     points = question_points(autograder)
     started = time.monotonic()
-    nb = read_notebook(path)
     if nb is None:
         return Graded(path.name, assignment, 0.0, sum(points.values()), "not a readable notebook (invalid JSON)", 0.0,
                       [(q, 0.0, p) for q, p in points.items()])
@@ -181,11 +179,6 @@ def grade_one(path: Path, assignment: str, autograder: Path, log_dir: Path,
                   _status(events, failure), round(time.monotonic() - started, 1), questions)
 
 
-def results_as_completed(pool: ThreadPoolExecutor, fn, items: list) -> Iterator:
-    """fn(item) for every item on the pool, yielded as each finishes."""
-    return (f.result() for f in as_completed([pool.submit(fn, item) for item in items]))
-
-
 def grade_folder(folder: Path, dist_dir: Path = DIST_DIR, time_limit: float = 600.0,
                  cell_limit: float = 120.0, jobs: int = 1) -> pd.DataFrame:
     """Grade every .ipynb in `folder`, `jobs` at a time; write grades.csv and grades_by_question.csv there (rows by name)."""
@@ -200,18 +193,20 @@ def grade_folder(folder: Path, dist_dir: Path = DIST_DIR, time_limit: float = 60
     log_dir = folder / LOG_DIR
     log_dir.mkdir(exist_ok=True)
     protect = [z.parent for z in autograders.values()]  # every solved notebook and every test
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0  # torch threads per kernel: jobs x threads = cores
 
     def grade_path(path: Path) -> Graded:
-        name = assignment_of(path, read_notebook(path), list(autograders))
+        nb = read_notebook(path)
+        name = assignment_of(path, nb, list(autograders))
         if name is None:
             return Graded(path.name, "", 0.0, float("nan"), "unknown assignment: neither the notebook metadata "
                           f"nor the file name names one of {sorted(autograders)}", 0.0)
-        return grade_one(path, name, autograders[name], log_dir, time_limit, cell_limit, protect, threads)
+        return grade_one(path, nb, name, autograders[name], log_dir, time_limit, cell_limit, protect, threads)
 
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0  # torch threads per kernel: jobs x threads = cores
     graded = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:  # each job is a child process: threads only wait
-        for done, g in enumerate(results_as_completed(pool, grade_path, notebooks), 1):
+        for done, future in enumerate(as_completed([pool.submit(grade_path, p) for p in notebooks]), 1):
+            g = future.result()
             print(f"[{done}/{len(notebooks)}] {g.notebook}: {g.assignment or '?'} {g.score:g}/{g.max_score:g} "
                   f"({g.seconds:.0f} s) {g.status}", flush=True)
             graded.append(g)

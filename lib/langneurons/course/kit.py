@@ -16,8 +16,7 @@ import pandas as pd
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..run import paths
-from ..model.activations import MATRIX_FILE, UNITS_FILE, collect_activations
+from ..model.activations import UNITS_FILE, collect_activations
 from ..scoring.ap import expertise
 from ..data.corpus import sentences
 from ..control.generation import sample_texts
@@ -142,7 +141,3 @@ def attempt(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         print(f"{getattr(fn, '__name__', fn)} returned {out!r}: it is not written yet.")
         return None
     return out
-
-
-def project_root() -> Path:
-    return paths.PROJECT_ROOT

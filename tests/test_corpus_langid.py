@@ -83,7 +83,7 @@ def test_bundled_sets_shape_and_languages():
 def test_text_in_several_sets_is_stored_once():
     # ja takes all its sentences as positives, so de's Japanese negatives are all among them
     sets = corpus.build_bundled_sets(["de", "ja"], 10_000, 20, seed=0)
-    n_ja = len(corpus.sentences("ja"))
+    n_ja = len(corpus.selection_sentences("ja"))
     ja_positives = sets.labelled("ja").text_id[:n_ja]
     de_japanese = sets.labelled("de").text_id[-20:]
     assert set(de_japanese) <= set(ja_positives)
@@ -102,9 +102,12 @@ def test_bundled_sets_are_seeded_and_capped():
         return sets.texts.set_index("text_id")["text"][sets.labelled("zh").text_id].tolist()
 
     assert zh_texts(a) == zh_texts(only_zh)
-    # asking for more than the corpus holds gives all of it
+    # asking for more than the corpus holds gives all of it but the held-out split, which no set draws from
     big = corpus.build_bundled_sets(["ja"], 100_000, 1, 0)
-    assert big.summary().loc["ja", "positives"] == len(corpus.sentences("ja"))
+    assert big.summary().loc["ja", "positives"] == len(corpus.selection_sentences("ja"))
+    heldout = corpus.heldout_sentences("ja")
+    assert len(heldout) == len(corpus.sentences("ja")) // 10 > 50
+    assert not set(heldout) & set(big.texts.text) and set(heldout) | set(corpus.selection_sentences("ja")) == set(corpus.sentences("ja"))
 
 
 @pytest.mark.parametrize("args, message", [

@@ -156,12 +156,27 @@ def sentences(lang: str) -> list[str]:
     return list(_sentences(lang))
 
 
+HELDOUT_EVERY = 10  # every 10th sentence (index % 10 == 9) is held out: never drawn into a bundled set
+
+
+def selection_sentences(lang: str) -> list[str]:
+    """The sentences bundled sets are drawn from: all but the held-out split."""
+    return [s for i, s in enumerate(_sentences(lang)) if i % HELDOUT_EVERY != HELDOUT_EVERY - 1]
+
+
+def heldout_sentences(lang: str) -> list[str]:
+    """The held-out split (about 10%, 55-112 sentences per language): texts to test on, e.g. perplexity
+    when units are deactivated (notebook 07), that no bundled set can contain."""
+    return [s for i, s in enumerate(_sentences(lang)) if i % HELDOUT_EVERY == HELDOUT_EVERY - 1]
+
+
 # ------------------------------------------------------------------------------------------- sets
 
 
 def _sample(lang: str, n: int, seed: list[int]) -> list[tuple[str, str]]:
-    """Up to n sentences of `lang` drawn without replacement (all of them, shuffled, if fewer)."""
-    pool = _sentences(lang)
+    """Up to n sentences of `lang` drawn without replacement (all of them, shuffled, if fewer), never
+    from the held-out split."""
+    pool = selection_sentences(lang)
     if not pool:
         raise DataError(f"the bundled corpus has no usable sentence in '{lang}': check the dataset-build install")
     idx = np.random.default_rng(seed).choice(len(pool), size=min(n, len(pool)), replace=False)

@@ -279,6 +279,8 @@ def test_notebooks_01_to_05(name: str, tmp_path: Path):
                  f"output_root={tmp_path / 'runs'}", f"figures_root={tmp_path / 'figs'}", "languages=en,de,zh",
                  "scoring.n_per_side=20", "activations.batch_size=4", "generation.n_samples=4", "generation.batch_size=2",
                  "generation.max_new_tokens=6", "intervention.sweep=2"]
+    if FAMILIES[name].moe:  # LAPE needs one FFN activation per block: a mixture of experts runs AP only
+        overrides.append("selection.method=ap")
     run = run_stages("tiny", overrides, stages=("01_data_prep", "02_activations", "03_scoring", "04_analysis",
                                                 "05_intervention")).root
     units = pd.read_parquet(run / "activations" / "units.parquet")

@@ -14,7 +14,8 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 @pytest.mark.parametrize("name, extra", [("ap", ["--repeats", "1"]), ("activations", ["--models", "xglm", "--repeats", "1"]),
-                                         ("generation", ["--models", "xglm", "--repeats", "1"]), ("scale", ["--dir", "{tmp}"])])
+                                         ("generation", ["--models", "xglm", "--repeats", "1"]), ("scale", ["--dir", "{tmp}"]),
+                                         ("lape", ["--models", "xglm", "--repeats", "1"])])
 def test_bench_quick(name: str, extra: list[str], tmp_path: Path):
     extra = [a.replace("{tmp}", str(tmp_path / "scratch")) for a in extra]
     env = {**os.environ, "BENCH_RESULTS_DIR": str(tmp_path)}
@@ -26,3 +27,5 @@ def test_bench_quick(name: str, extra: list[str], tmp_path: Path):
     if name == "scale":
         assert record["max_abs_diff_vs_sklearn"] <= 1e-12 and record["peak_rss_mib"] > 0
         assert not list((tmp_path / "scratch").glob("*.npy"))  # the matrix is removed unless --keep
+    if name == "lape":
+        assert record["results"][0]["ap_matrix_unchanged"] and record["results"][0]["disk_ratio"] > 1

@@ -1,4 +1,4 @@
-"""The `files` source: any language from a folder of <code>.txt files, through notebooks 01-05.
+"""The `files` source: any language from a folder of <code>.txt files, through notebooks 01-05 and 07 (AP vs LAPE).
 
 Eight languages: the six of the paper (sentences of the bundled corpus) and two written here,
 Italian (lid.176 knows it) and Toki Pona (lid.176 has no label for it: its generation rate cannot
@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from langneurons.data.corpus import sentences
+from langneurons.data.corpus import heldout_sentences, sentences
 from langneurons.data.files_source import load_files
 from langneurons.data.languages import LANGUAGES, language_name
 from langneurons.data.textsets import DataError
@@ -94,14 +94,31 @@ def test_params_accept_codes_the_folder_has(folder: Path):
     assert language_name("tok") == "Toki Pona" and language_name("qq") == "qq"
 
 
+HELDOUT_EXTRA = {  # held-out texts of the two languages outside the paper's six, never in the sets
+    "it": ["Il treno per Milano parte alle sette e mezza.", "La nostra vicina coltiva pomodori sul balcone.",
+           "Dopo cena facciamo sempre una passeggiata in centro."],
+    "tok": ["mi lukin e waso lon sewi.", "jan lili li moku e kili suwi.", "sina kama tawa tomo mi lon tenpo suno ni."],
+}
+
+
+def write_heldout(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for lang in LANGUAGES:
+        (root / f"{lang}.txt").write_text("\n".join(heldout_sentences(lang)[:3]) + "\n", encoding="utf-8")
+    for lang, texts in HELDOUT_EXTRA.items():
+        (root / f"{lang}.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    return root
+
+
 @pytest.mark.slow
-def test_eight_languages_through_notebooks_01_to_05(folder: Path, tmp_path: Path):
-    overrides = ["data.source=files", f"data.files.path={folder}", "data.files.n_positive=12",
+def test_eight_languages_through_notebooks_01_to_05_and_07(folder: Path, tmp_path: Path):
+    overrides = [f"comparison.heldout_path={write_heldout(tmp_path / 'heldout')}",
+                 "data.source=files", f"data.files.path={folder}", "data.files.n_positive=12",
                  "data.files.n_negative_per_language=3", f"languages={','.join(ALL8)}", f"output_root={tmp_path / 'runs'}",
                  f"figures_root={tmp_path / 'figs'}", "scoring.n_per_side=20", "generation.n_samples=4",
                  "generation.batch_size=4", "generation.max_new_tokens=8", "intervention.sweep=1,20"]
     layout = run_stages("tiny", overrides, stages=("01_data_prep", "02_activations", "03_scoring", "04_analysis",
-                                                    "05_intervention"))
+                                                    "05_intervention", "07_ap_vs_lape"))
     run, figs = layout.root, tmp_path / "figs" / "tiny"
     sets = pd.read_parquet(run / "data" / "sets.parquet")
     assert sorted(sets.target.unique()) == sorted(ALL8)
@@ -117,3 +134,15 @@ def test_eight_languages_through_notebooks_01_to_05(folder: Path, tmp_path: Path
     printed = "".join("".join(o.get("text", "")) for c in log["cells"] for o in c.get("outputs", []))
     assert "Toki Pona (tok): lid.176 has no label for it" in printed
     assert (figs / "fig1_layer_distribution.png").stat().st_size > 1000
+    # AP vs LAPE with two languages outside the six: LAPE's entropy runs over all eight, every language
+    # has a perplexity row and column per method, and Toki Pona has no forcing rate (lid.176 lacks it)
+    lape = pd.read_csv(run / "lape" / "summary.csv")
+    assert set(lape.language) == set(ALL8)
+    deact = pd.read_csv(figs / "fig10_deactivation.csv")
+    assert set(deact.evaluated) == set(ALL8)
+    for _, part in deact.groupby("method"):
+        assert len(part) == part.deactivated.nunique() * len(ALL8)
+    assert "tok" not in set(pd.read_csv(figs / "fig10_forcing_rates.csv").target)
+    held = json.loads((run / "comparison" / "heldout_texts.json").read_text())
+    assert held["it"] == HELDOUT_EXTRA["it"] and not set(sum(held.values(), [])) & set(pd.read_parquet(run / "data" / "texts.parquet").text)
+    assert (figs / "fig10_ap_vs_lape_effects.png").stat().st_size > 1000

@@ -94,6 +94,22 @@ def test_papermill_chain(tmp_path: Path):
     metrics = pd.read_csv(figs / "fig6_translation.csv")
     assert set(metrics.condition) == {"none", "both"} and metrics.n.eq(3).all() and metrics.bleu.between(0, 100).all()
     assert (figs / "fig6_translation.png").stat().st_size > 1000
+    # AP vs LAPE (notebook 07): matched sizes, forcing of both methods, a full deactivation matrix per method
+    lape = {lang: pd.read_csv(run / "lape" / f"selection_{lang}.csv") for lang in ["en", "de", "zh"]}
+    assert all((sel.site == "ffn_act").all() and sel.entropy.is_monotonic_increasing for sel in lape.values())
+    matched = pd.read_csv(run / "comparison" / "matched_units.csv")
+    sizes = matched.groupby(["method", "language"]).size()
+    for lang, sel in lape.items():
+        if len(sel):
+            assert sizes[("ap", lang)] == sizes[("lape", lang)] == len(sel)
+    deact = pd.read_csv(figs / "fig10_deactivation.csv")
+    heldout = json.loads((run / "comparison" / "heldout_texts.json").read_text())
+    assert set(heldout) == {"en", "de", "zh"} and not set(sum(heldout.values(), [])) & set(texts.text)
+    for method, part in deact.groupby("method"):
+        assert len(part) == part.deactivated.nunique() * 3 and (part.ppl > 0).all()
+    forcing = pd.read_csv(figs / "fig10_forcing_rates.csv")
+    assert set(forcing.method) <= {"ap", "lape"} and forcing.forced.between(0, 100).all()
     report = (figs / "README.md").read_text()
-    for name in ["fig8_ap_distribution.png", "fig1_layer_distribution.png", "fig2_overlap.png", "fig3_target_rate.png"]:
+    for name in ["fig8_ap_distribution.png", "fig1_layer_distribution.png", "fig2_overlap.png", "fig3_target_rate.png",
+                 "fig9_ap_vs_lape_units.png", "fig10_ap_vs_lape_effects.png"]:
         assert name in report

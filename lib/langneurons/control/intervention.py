@@ -1,7 +1,9 @@
 """Intervention: fix selected units to fixed values at every position, as the paper controls generation.
 
 A forward hook on each chosen linear layer overwrites its chosen output features (routers and expert
-tensors of a mixture of experts are forced through moe.py). Every forward pass is hooked, so the
+tensors of a mixture of experts are forced through moe.py). LAPE's units, the outputs of a block's
+FFN activation function (model/ffn_act.py), are forced by the same hook on that module; forcing
+them to "zero" is LAPE's deactivation. Every forward pass is hooked, so the
 prompt and every generated token are forced; with a KV cache each step's forward
 holds only the new token, and the cached keys/values were computed under forcing too, so cached and
 uncached generation agree.
@@ -17,6 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..model.ffn_act import find_act_modules
 from ..model.moe import experts_hooked, router_forced, split_by_expert
 from ..model.units import LINEAR, ROUTER, LinearModule, find_linear_modules
 
@@ -80,11 +83,15 @@ def _check_entry(path: str, width: int, units: torch.Tensor, values: torch.Tenso
 
 
 def _resolve(model: nn.Module, spec: Spec) -> list[tuple[LinearModule, torch.Tensor, torch.Tensor]]:
+    """Each spec entry's map: a linear map (AP's linear_out units) or an FFN activation (LAPE's ffn_act units)."""
     maps = {m.path: m for m in find_linear_modules(model)}
+    if any(p not in maps for p in spec):  # LAPE's units sit on activation modules, hooked like linear ones
+        maps.update({a.path: LinearModule(a.path, a.block, a.kind, a.width, a.offset, LINEAR, a.path)
+                     for a in find_act_modules(model)})
     missing = [p for p in spec if p not in maps]
     if missing:
         raise InterventionError(
-            f"{missing[0]!r} is not a linear map of {type(model).__name__}'s blocks: "
+            f"{missing[0]!r} is not a linear map or FFN activation of {type(model).__name__}'s blocks: "
             "the selection was made on another model; score this model's units first"
         )
     for path, (units, values) in spec.items():

@@ -15,11 +15,11 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, ContextManager, Protocol
 
 import numpy as np
 import pandas as pd
@@ -140,6 +140,24 @@ class MeanPoolHooks:
         self.buffer = torch.empty(attention_mask.shape[0], self.n_units, dtype=torch.float32, device=self.device)
 
 
+class PassObserver(Protocol):
+    """Something else computed in the same forward passes (e.g. lape_pass.ActProbObserver).
+
+    It resumes with the matrix: `open` gets the work folder and the number of batches already done,
+    `save` runs after each batch before the progress record is written (with the number of batches
+    that record will say are done), `finish` moves its files
+    into the output folder. `identity` joins the partial matrix's identity, so a partial run made
+    without the observer (or with other settings) is not resumed with it.
+    """
+
+    def identity(self) -> dict: ...
+    def open(self, work_dir: Path, batches_done: int) -> None: ...
+    def attached(self) -> ContextManager: ...
+    def set_batch(self, attention_mask: torch.Tensor, rows: np.ndarray) -> None: ...
+    def save(self, batches_done: int) -> None: ...
+    def finish(self, work_dir: Path, out_dir: Path) -> None: ...
+
+
 def pad_batch(batch_ids: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad token lists into input_ids and attention_mask tensors."""
     width = max(len(x) for x in batch_ids)
@@ -161,11 +179,14 @@ def pad_id_of(tokenizer: PreTrainedTokenizerBase) -> int:
 
 @torch.inference_mode()
 def mean_responses(
-    model: PreTrainedModel, hooks: MeanPoolHooks, batch_ids: list[list[int]], pad_id: int
+    model: PreTrainedModel, hooks: MeanPoolHooks, batch_ids: list[list[int]], pad_id: int,
+    observers: Sequence[PassObserver] = (), rows: np.ndarray | None = None,
 ) -> torch.Tensor:
-    """[batch, units] mean responses for one batch of token lists (hooks must be attached)."""
+    """[batch, units] mean responses for one batch of token lists (hooks and observers attached)."""
     input_ids, attention_mask = pad_batch(batch_ids, pad_id, input_device(model))
     hooks.set_batch(attention_mask)
+    for observer in observers:
+        observer.set_batch(attention_mask, rows)
     # The base model is enough: the hooks sit in its blocks, and skipping lm_head avoids a
     # [batch, tokens, vocab] logits tensor (250k vocab for XGLM/BLOOM).
     model.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
@@ -213,6 +234,7 @@ def collect_activations(
     storage_dtype: str = "float32",
     provenance: dict | None = None,
     work_dir: Path | None = None,
+    observers: Sequence[PassObserver] = (),
 ) -> Path:
     """Run every text once and store the [texts x units] matrix (row = text_id) under out_dir.
 
@@ -225,7 +247,8 @@ def collect_activations(
     resumes from the last completed batch and gives the same matrix as an uninterrupted run. The
     caller must key `work_dir` by the model (the stage cache does); without one, a scratch folder
     beside out_dir is used and always started afresh. A `BatchSize` that may halve on
-    out-of-memory continues after the last saved batch with the smaller size.
+    out-of-memory continues after the last saved batch with the smaller size. `observers` compute
+    more statistics in the same forward passes (LAPE's counts), resumed and finished with the matrix.
     """
     modules = find_linear_modules(model)
     _, blocks = find_blocks(model)
@@ -241,11 +264,15 @@ def collect_activations(
     identity = {"n_texts": len(texts), "n_kept": len(order), "n_units": hooks.n_units, "seq_len": seq_len,
                 "storage_dtype": storage_dtype,
                 "texts_sha256": hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest()}
+    if observers:
+        identity["observers"] = [o.identity() for o in observers]
     out_dir.mkdir(parents=True, exist_ok=True)
     if work_dir is None:  # nothing says which model an old partial matrix came from: never resume it
         work_dir = out_dir.parent / f".{out_dir.name}.partial"
         shutil.rmtree(work_dir, ignore_errors=True)
     matrix, done = _open_partial(work_dir, (len(texts), hooks.n_units), _STORAGE[storage_dtype], tok.kept, identity)
+    for observer in observers:
+        observer.open(work_dir, done["batches_done"])
     pad_id = pad_id_of(tokenizer)
     bar = tqdm(desc="activations", unit="text", initial=done["texts_done"], total=len(order))
 
@@ -255,18 +282,24 @@ def collect_activations(
             rows = order[done["texts_done"]:done["texts_done"] + size]
             rows = [i for i in rows if len(tok.ids[i]) == len(tok.ids[rows[0]])]  # one length: no padding
             oom_point("activations", done["batches_done"], len(rows))
-            pooled = mean_responses(model, hooks, [tok.ids[i] for i in rows], pad_id)
+            pooled = mean_responses(model, hooks, [tok.ids[i] for i in rows], pad_id, observers, np.array(rows))
             matrix[np.array(rows)] = pooled.cpu().numpy().astype(matrix.dtype)
             matrix.flush()  # on disk before the progress record says so
+            for observer in observers:
+                observer.save(done["batches_done"] + 1)
             done["texts_done"] += len(rows)
             done["batches_done"] += 1
             write_json(work_dir / PROGRESS_FILE, {"identity": identity, **done})
             bar.update(len(rows))
             crash_point("activations", done["batches_done"])
 
-    with hooks.attached(), bar:
+    with hooks.attached(), ExitStack() as attached, bar:
+        for observer in observers:
+            attached.enter_context(observer.attached())
         batch.run(run_batches)
     del matrix
+    for observer in observers:
+        observer.finish(work_dir, out_dir)
     matrix_path = out_dir / MATRIX_FILE
     os.replace(work_dir / MATRIX_FILE, matrix_path)
     shutil.rmtree(work_dir, ignore_errors=True)

@@ -221,10 +221,13 @@ def part_labels(m: LinearModule) -> np.ndarray:
 
 
 def units_table(modules: list[LinearModule], n_blocks: int) -> pd.DataFrame:
-    """One row per unit: column (in the activation matrix), layer, unit, block, kind, part, expert, depth."""
+    """One row per unit: column (in the activation matrix), layer, unit, block, kind, part, expert, site, depth.
+
+    `site` is linear_out for every unit here (LAPE's FFN activation units, ffn_act.py, are the other site)."""
     frames = [
         pd.DataFrame({"layer": m.path, "unit": range(m.width), "block": m.block, "kind": m.kind,
-                      "part": part_labels(m), "expert": np.arange(m.width) // m.out if m.site == EXPERTS else -1})
+                      "part": part_labels(m), "expert": np.arange(m.width) // m.out if m.site == EXPERTS else -1,
+                      "site": "linear_out"})
         for m in modules
     ]
     table = pd.concat(frames, ignore_index=True)

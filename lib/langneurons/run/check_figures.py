@@ -37,12 +37,25 @@ TOLERANCES: dict[str, dict[str, float | str]] = {  # file -> column -> largest a
     "fig6_translation.csv": {"target_rate": 3.0, "bleu": 1.0, "language_name_only": 3.0, "empty": 3.0},
     "fig8_ap_summary.csv": {"max_ap": 1e-6, "min_ap": 1e-6, "top_cutoff_ap": 1e-6, "bottom_cutoff_ap": 1e-6,
                             "top_tie_width": COUNTS, "bottom_tie_width": COUNTS},
+    "lape_summary.csv": {"units": COUNTS, "shared_with_another_language": COUNTS, "mean_entropy": 0.05,
+                         "filter_value": 1e-3, "activation_bar": 1e-3, "kept_units": COUNTS},
+    # AP vs LAPE (notebook 07): the matched sets follow both selections, the rates are sampled texts
+    "fig9_overlap.csv": {"n": COUNTS, "ap_units_feeding_ffn": COUNTS, "shared": COUNTS, "shared_percent": 5.0,
+                         "chance_shared": 2.0, "block_overlap_percent": 5.0},
+    "fig9_layer_distribution.csv": {"count": COUNTS},
+    "fig10_forcing_rates.csv": {"n_units": COUNTS, "none": 8.0, "forced": 8.0, "rise": 10.0},
+    "fig10_deactivation.csv": {"tokens": 0.0, "n_units": COUNTS, "ppl_base": 0.5, "ppl": 2.0, "ppl_change": 2.0,
+                               "log_ppl_change": 0.02},
+    "fig10_summary.csv": {"mean_units_per_language": COUNTS, "ppl_change_diagonal_%": 2.0,
+                          "ppl_change_off_diagonal_%": 2.0, "mean_rate_rise_points": 8.0},
 }
 TEXT_FILES = ("fig7_examples.csv",)  # sampled texts, not numbers: differing texts are within tolerance
 STAGE_OF = {"fig8_ap_summary.csv": "03_scoring", "fig1_layer_distribution.csv": "04_analysis", "layer_kinds.csv": "04_analysis",
             "fig2_overlap.csv": "04_analysis", "fig3_main_rates.csv": "05_intervention",
             "fig3_5_target_rates.csv": "05_intervention", "fig7_examples.csv": "05_intervention",
-            "fig6_translation.csv": "06_translation"}  # which stage writes each table
+            "fig6_translation.csv": "06_translation", "lape_summary.csv": "03_scoring",
+            **{name: "07_ap_vs_lape" for name in ("fig9_overlap.csv", "fig9_layer_distribution.csv", "fig10_forcing_rates.csv",
+                                                  "fig10_deactivation.csv", "fig10_summary.csv")}}  # which stage writes each table
 
 
 @dataclass(frozen=True)

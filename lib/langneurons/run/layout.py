@@ -49,3 +49,11 @@ class RunLayout:
     @property
     def generations(self) -> Path:
         return self.root / "generations"
+
+    @property
+    def lape(self) -> Path:
+        return self.root / "lape"
+
+    @property
+    def comparison(self) -> Path:
+        return self.root / "comparison"

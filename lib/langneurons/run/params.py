@@ -29,6 +29,7 @@ MODEL_DTYPES = ("float32", "float16", "bfloat16", "auto")
 DEVICES = ("cpu", "cuda", "mps", "auto")
 STORAGE_DTYPES = ("float32", "float16")
 FORCE_VALUES = ("on_p50", "on_p90", "off_mean", "off_p50", "zero")
+SELECTION_METHODS = ("ap", "lape", "both")
 
 
 class ParamsError(ValueError):
@@ -109,6 +110,29 @@ class ScoringParams:
 
 
 @dataclass(frozen=True)
+class LapeParams:
+    top_rate: float  # share of all FFN units kept as language-specific, lowest entropy first (LAPE paper: 0.01)
+    filter_rate: float  # a unit needs one language's activation probability above this quantile of all (paper: 0.95)
+    activation_bar_ratio: float  # a kept unit belongs to each language above this quantile (paper: 0.95)
+
+
+@dataclass(frozen=True)
+class SelectionParams:
+    method: str  # ap (the paper) | lape (Tang et al. 2024) | both: which methods select language-specific units
+    lape: LapeParams
+
+
+@dataclass(frozen=True)
+class ComparisonParams:
+    n_units: int | None  # units per language for both methods in notebook 07; null = each language's LAPE set size
+    heldout_per_language: int  # held-out texts per language for the perplexity test (deactivation)
+    heldout_path: str | None  # folder of <code>.txt held-out texts; null = unused lines of data.files.path
+                              # (files source) or the bundled corpus (other sources; six languages)
+    batch_size: int  # texts per forward pass when measuring perplexity
+    seed: int  # sampling seed of the held-out texts
+
+
+@dataclass(frozen=True)
 class GenerationParams:
     n_samples: int  # generations per condition (paper: 100, seeds 1..100)
     first_seed: int  # seed of the first sample (paper: 1)
@@ -155,9 +179,16 @@ class Params:
     data: DataParams
     activations: ActivationParams
     scoring: ScoringParams
+    selection: SelectionParams
     generation: GenerationParams
     intervention: InterventionParams
     translation: TranslationParams
+    comparison: ComparisonParams
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The selection methods this run uses: ("ap",), ("lape",) or ("ap", "lape")."""
+        return ("ap", "lape") if self.selection.method == "both" else (self.selection.method,)
 
     @property
     def run_dir(self) -> Path:
@@ -358,9 +389,19 @@ def check(p: Params, check_files: bool = True) -> None:
         ("translation.n_pairs", p.translation.n_pairs),
         ("translation.max_new_tokens", p.translation.max_new_tokens),
         ("translation.batch_size", p.translation.batch_size),
+        ("comparison.heldout_per_language", p.comparison.heldout_per_language),
+        ("comparison.batch_size", p.comparison.batch_size),
     ]:
         _positive(key, value)
     _one_of("intervention.value", p.intervention.value, FORCE_VALUES)
+    _one_of("selection.method", p.selection.method, SELECTION_METHODS)
+    for key in ("top_rate", "filter_rate", "activation_bar_ratio"):
+        value = getattr(p.selection.lape, key)
+        if not 0 < value < 1:
+            raise ParamsError(f"param 'selection.lape.{key}' = {value} must lie strictly between 0 and 1 "
+                              f"(the LAPE paper: {0.01 if key == 'top_rate' else 0.95})")
+    if p.comparison.n_units is not None:
+        _positive("comparison.n_units", p.comparison.n_units)
     if p.paper_model is not None:
         _one_of("paper_model", p.paper_model, RELEASE_MODELS)
     if not p.intervention.sweep or min(p.intervention.sweep) <= 0:
@@ -388,6 +429,9 @@ def check(p: Params, check_files: bool = True) -> None:
         raise ParamsError("data.source=files needs data.files.path: a folder of <code>.txt files, one text per line")
     if not check_files:
         return
+    if p.comparison.heldout_path is not None and not paths.resolve(p.comparison.heldout_path).is_dir():
+        raise ParamsError(f"comparison.heldout_path {paths.resolve(p.comparison.heldout_path)} is not a folder: point it at "
+                          "a folder of <code>.txt held-out texts, or set it to null")
     if p.data.source == "files":
         from ..data.files_source import available_codes
         from ..data.textsets import DataError

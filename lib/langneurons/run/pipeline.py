@@ -14,6 +14,7 @@ import time
 
 from . import paths
 from .layout import RunLayout
+from .notebook import METHOD_OF_STAGE, runs_with
 from .check_figures import check
 from .check_figures import summary as figures_summary
 from .params import Params, ParamsError, load_params, save_params
@@ -23,7 +24,8 @@ from .report import write_report
 from .stagelog import stage_table
 
 # The papermill chain, in order: each notebook reads what the ones before it wrote (see cache.SPECS).
-STAGES: tuple[str, ...] = ("01_data_prep", "02_activations", "03_scoring", "04_analysis", "05_intervention", "06_translation")
+STAGES: tuple[str, ...] = ("01_data_prep", "02_activations", "03_scoring", "04_analysis", "05_intervention", "06_translation",
+                          "07_ap_vs_lape")
 
 
 # The kernel warns on every start that it talks to papermill over TCP on localhost without
@@ -41,7 +43,10 @@ def run_stages(profile: str, overrides: list[str], stages: tuple[str, ...] = STA
     p = load_params(profile, overrides)
     layout = RunLayout.of(p)
     save_params(p, layout.params_file)
-    stages = fetch_released_files(p, stages)
+    skipped = [s for s in stages if not runs_with(s, p)]
+    for stage in skipped:
+        print(f"skipping {stage}: it studies {METHOD_OF_STAGE[stage].upper()}'s units and selection.method={p.selection.method}")
+    stages = fetch_released_files(p, tuple(s for s in stages if s not in skipped))
     print_plan(p)
     os.environ.setdefault("TQDM_MININTERVAL", "10")  # keeps progress bars from flooding saved notebooks
     for stage in stages:

@@ -111,6 +111,8 @@ class Plan:
     texts_basis: str  # exact | released sets | upper bound | given
     storage_dtype: str
     matrix_bytes: int  # texts x units x storage bytes
+    ffn_units: int  # LAPE's FFN activation units (blocks x the config's FFN size); 0 when LAPE is not selected
+    ffn_matrix_bytes: int  # texts x ffn_units x storage bytes (LAPE's per-text means, beside the matrix)
     weights_bytes: int  # W: parameters x model dtype bytes (memory)
     download_bytes: int
     download_exact: bool  # True: weight files on disk (model.path); False: from the parameter count
@@ -204,6 +206,15 @@ def count_units(model: PreTrainedModel) -> tuple[list[UnitKind], int, int]:
         counts[0] += 1
         counts[1] += m.width
     return [UnitKind(k, n, u) for k, (n, u) in kinds.items()], len(blocks), max(m.width for m in modules)
+
+
+def ffn_size(config: PretrainedConfig) -> int:
+    """Units of one block's FFN activation, from the config (LAPE's units; the run finds them exactly)."""
+    for name in ("intermediate_size", "ffn_dim", "n_inner", "ffn_hidden_size"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 4 * int(getattr(config, "hidden_size", 0) or getattr(config, "n_embd", 0) or getattr(config, "d_model", 0))
 
 
 def checkpoint_dtype(config: PretrainedConfig) -> str:
@@ -317,7 +328,7 @@ def estimate_stages(p: Params, s: _Shape) -> list[StageCost]:
                                 t.max_new_tokens, f"{pairs:,} pairs x 2 conditions")
 
     small = "small tables"
-    return [
+    stages = [
         StageCost("01_data_prep", BASE_BYTES, None, SMALL_STAGE_SECONDS, small),
         activations,
         scoring,
@@ -325,6 +336,23 @@ def estimate_stages(p: Params, s: _Shape) -> list[StageCost]:
         intervention,
         translation,
     ]
+    if "lape" in p.methods:
+        stages.append(_comparison_cost(p, s))
+    return stages
+
+
+def _comparison_cost(p: Params, s: _Shape) -> StageCost:
+    """Notebook 07: generation under each method's units, and perplexity passes over the held-out texts."""
+    g, c = p.generation, p.comparison
+    methods, languages = len(p.methods), len(p.languages)
+    conditions = 1 + methods * languages
+    batch = min(g.batch_size, g.n_samples)
+    forcing = _decoding(s, "07_ap_vs_lape", conditions * math.ceil(g.n_samples / batch), batch,
+                        GENERATION_PROMPT_TOKENS, g.max_new_tokens, "")
+    passes = methods * (languages + 1) * languages * c.heldout_per_language * MEAN_TOKENS_PER_TEXT
+    seconds = forcing.seconds + 2 * s.n_params * passes / s.flops
+    return StageCost("07_ap_vs_lape", forcing.host_bytes, forcing.device_bytes, seconds,
+                     f"{conditions} conditions x {g.n_samples} samples; {_sci(passes)} held-out tokens scored")
 
 
 def _assumptions(p: Params, s: _Shape, model_dtype: str) -> list[str]:
@@ -390,6 +418,7 @@ def make_plan(p: Params, n_texts: int | None = None, device: str | None = None) 
     heads = _config_int(config, "num_attention_heads", 1)
     kv_heads = _config_int(config, "num_key_value_heads", heads)
 
+    ffn_units = n_blocks * ffn_size(config) if "lape" in p.methods else 0
     texts_basis = "given"
     if n_texts is None:
         n_texts, texts_basis = count_texts(p)
@@ -426,6 +455,7 @@ def make_plan(p: Params, n_texts: int | None = None, device: str | None = None) 
         model_dtype=model_dtype, checkpoint_dtype=stored, n_blocks=n_blocks, n_params=n_params, unit_kinds=unit_kinds,
         n_units=n_units, n_texts=n_texts, texts_basis=texts_basis, storage_dtype=p.activations.storage_dtype,
         matrix_bytes=n_texts * n_units * DTYPE_BYTES[p.activations.storage_dtype], weights_bytes=shape.weights,
+        ffn_units=ffn_units, ffn_matrix_bytes=n_texts * ffn_units * DTYPE_BYTES[p.activations.storage_dtype],
         download_bytes=download, download_exact=bool(files), download_note=download_note,
         stages=estimate_stages(p, shape), assumptions=assumptions,
     )
@@ -487,6 +517,9 @@ def format_plan(plan: Plan) -> str:
         f"activation matrix on disk: {plan.n_texts:,} texts x {plan.n_units:,} units x "
         f"{DTYPE_BYTES[plan.storage_dtype]} bytes ({plan.storage_dtype}) = {fmt_size(plan.matrix_bytes)}",
     ]
+    if plan.ffn_units:
+        lines.append(f"LAPE's FFN matrix beside it: {plan.n_texts:,} texts x ≈ {plan.ffn_units:,} FFN units (blocks x the "
+                     f"config's FFN size) = {fmt_size(plan.ffn_matrix_bytes)}")
     if plan.download_exact:
         lines.append(f"weights: {fmt_size(plan.download_bytes)}, {plan.download_note}")
     else:
@@ -519,7 +552,7 @@ def plan_paragraph(plan: Plan) -> str:
         f"Plan for {plan.profile} ({plan.model}, {plan.model_dtype} on {plan.device}): "
         f"{plan.n_units:,} units in {plan.n_blocks} blocks; the activation matrix takes {fmt_size(plan.matrix_bytes)} "
         f"on disk for {plan.n_texts:,} texts ({plan.texts_basis}); {weights}; peak memory ≈ {memory}; "
-        f"estimated time ≈ {fmt_time(plan.total_seconds)} for all six stages (rough; `make plan PROFILE={plan.profile}` "
+        f"estimated time ≈ {fmt_time(plan.total_seconds)} for all {len(plan.stages)} stages (rough; `make plan PROFILE={plan.profile}` "
         "shows the breakdown and assumptions)."
     )
 

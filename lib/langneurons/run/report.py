@@ -88,6 +88,31 @@ def _paper_section(p: Params, layout: RunLayout) -> list[str]:
     return parts
 
 
+def _comparison_section(p: Params, layout: RunLayout) -> list[str]:
+    """Notebook 07: AP against LAPE at matched sizes (beyond the paper)."""
+    f = layout.figures
+    if not (f / "fig10_summary.csv").is_file():
+        return []
+    parts = ["## Beyond the paper: AP against LAPE (Figures 9-10)\n",
+             "LAPE (Tang et al., ACL 2024) selects FFN activation units whose activation probability has a low entropy "
+             f"across languages (filters: top_rate {p.selection.lape.top_rate}, filter_rate {p.selection.lape.filter_rate}, "
+             f"activation_bar_ratio {p.selection.lape.activation_bar_ratio}). Each language gets k units from both methods: "
+             "LAPE's set and AP's top-k. AP units that feed an FFN activation (fc1 / gate_proj) are mapped to it; see notebook 07.\n",
+             _figure(layout, "fig9_ap_vs_lape_units", "Left: units the two methods share per language (bars) against chance "
+                     "(ticks) and the overlap of their layer distributions. Right: where each method's units sit.")]
+    overlap = pd.read_csv(f / "fig9_overlap.csv") if (f / "fig9_overlap.csv").is_file() else pd.DataFrame()
+    if len(overlap):
+        parts += [markdown_table(overlap, 2), ""]
+    parts += [_figure(layout, "fig10_ap_vs_lape_effects", "Left: perplexity change (%) of held-out texts (columns) with "
+                      "one language's units zeroed (rows), per method. Right: target-language rate with the units forced to on_p50."),
+              "Per method: mean perplexity change where the zeroed language is the evaluated one (diagonal) and elsewhere, "
+              "and the mean rise of the target-language rate (points):\n",
+              markdown_table(pd.read_csv(f / "fig10_summary.csv"), 2), ""]
+    parts.append("Held-out texts are never texts of the selection sets (checked), but the model may have seen them in "
+                 "training; each rate is a share of the generated samples, so a few points are within chance.\n")
+    return parts
+
+
 def _batch_section(layout: RunLayout) -> list[str]:
     """The batch sizes the stages actually used: smaller than asked after an out-of-memory error."""
     table = batch_size_table(layout.root)
@@ -142,6 +167,7 @@ def build_report(p: Params, layout: RunLayout) -> str:
         ex = pd.read_csv(f / "fig7_examples.csv", keep_default_na=False)
         ex = ex.assign(text=ex["text"].str.slice(0, 160), target=ex["target"].replace("", "(none)"))
         parts += ["## Example generations\n", markdown_table(ex[["condition", "target", "text"]]), ""]
+    parts += _comparison_section(p, layout)
     parts += _paper_section(p, layout) + _batch_section(layout)
     return "\n".join(parts) + "\n"
 

@@ -1,0 +1,123 @@
+"""Deactivation (LAPE's main experiment): zero a language's units and measure perplexity on every language.
+
+If a set of units carries language L, switching it off (fixing it to 0 at every position) should
+hurt the model on L's texts much more than on other languages' texts. Per method, zeroing each
+language's units in turn and measuring the perplexity of held-out texts of every language gives a
+language x language matrix whose diagonal should stand out.
+
+Held-out texts must not be texts the units were selected from: `heldout_texts` takes texts the
+data stage did not use and `check_heldout` refuses any overlap with the selection texts.
+Perplexity is exp(mean negative log-likelihood per predicted token) over all of a language's
+texts, each text scored on its own tokens (special tokens the tokenizer adds included, the first
+token not predicted), in right-padded batches with the padding masked out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from ..data.textsets import DataError, TextSets
+from ..model.activations import pad_batch, pad_id_of
+from ..model.models import input_device
+from .intervention import Spec, force_units
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.split())
+
+
+def candidate_texts(lang: str, data_source: str, files_path: Path | None, heldout_path: Path | None) -> list[str]:
+    """Texts of `lang` that may serve as held-out texts, before removing the selection texts.
+
+    `heldout_path` (a folder of <code>.txt) wins; else a `files` source offers its own files (the
+    lines it did not sample); any other source offers the bundled corpus's held-out split (the six
+    languages only), which no bundled set draws from.
+    """
+    from ..data.files_source import read_language_file
+
+    folder = heldout_path or (files_path if data_source == "files" else None)
+    if folder is not None:
+        path = folder / f"{lang}.txt"
+        return read_language_file(path).texts if path.is_file() else []
+    from ..data.corpus import DATASET_BUILD_CODES, heldout_sentences
+
+    return heldout_sentences(lang) if lang in DATASET_BUILD_CODES else []
+
+
+def heldout_texts(text_sets: TextSets, languages: list[str], n_per_language: int, seed: int, data_source: str,
+                  files_path: Path | None = None, heldout_path: Path | None = None) -> dict[str, list[str]]:
+    """Up to `n_per_language` texts per language that no set of the data stage uses (seeded sample).
+
+    A language without any such text is left out of the result (the caller says so)."""
+    used = {_normal(t) for t in text_sets.texts["text"]}
+    out = {}
+    for i, lang in enumerate(languages):
+        pool = [t for t in dict.fromkeys(candidate_texts(lang, data_source, files_path, heldout_path)) if _normal(t) not in used]
+        if not pool:
+            continue
+        rng = np.random.default_rng([seed, i])
+        pick = np.sort(rng.choice(len(pool), size=min(n_per_language, len(pool)), replace=False))
+        out[lang] = [pool[j] for j in pick]
+    check_heldout(out, text_sets)
+    return out
+
+
+def check_heldout(heldout: dict[str, list[str]], text_sets: TextSets) -> None:
+    """Refuse held-out texts that any selection set uses (compared with whitespace normalised)."""
+    used = {_normal(t) for t in text_sets.texts["text"]}
+    for lang, texts in heldout.items():
+        shared = [t for t in texts if _normal(t) in used]
+        if shared:
+            raise DataError(f"{len(shared)} held-out {lang} texts are also selection texts (e.g. {shared[0][:60]!r}): "
+                            "held-out texts must be unseen by the selection; use other texts (comparison.heldout_path)")
+
+
+@torch.inference_mode()
+def text_nll(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], batch_size: int,
+             seq_len: int) -> tuple[float, int]:
+    """(summed negative log-likelihood, predicted tokens) over the texts, each cut to seq_len tokens."""
+    ids = [x[:seq_len] for x in tokenizer(texts, add_special_tokens=True)["input_ids"]]
+    ids = [x for x in ids if len(x) >= 2]
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # similar lengths together: little padding
+    total, count = 0.0, 0
+    for start in range(0, len(order), batch_size):
+        batch = [ids[i] for i in order[start:start + batch_size]]
+        input_ids, mask = pad_batch(batch, pad_id_of(tokenizer), input_device(model))
+        logits = model(input_ids=input_ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
+        target, keep = input_ids[:, 1:], mask[:, 1:].bool()
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none")
+        total += float(nll[keep].sum())
+        count += int(keep.sum())
+    return total, count
+
+
+def perplexity_matrix(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, heldout: dict[str, list[str]],
+                      specs: dict[str, Spec], batch_size: int, seq_len: int) -> pd.DataFrame:
+    """One row per (deactivated language, evaluated language): perplexity before and after zeroing.
+
+    `specs` maps each deactivated language to its forcing spec (values 0). Columns: deactivated,
+    evaluated, tokens, ppl_base, ppl, ppl_change (after - before), log_ppl_change (log of the ratio:
+    comparable across languages whose base perplexities differ)."""
+    base = {lang: text_nll(model, tokenizer, texts, batch_size, seq_len) for lang, texts in heldout.items()}
+    rows = []
+    for target, spec in specs.items():
+        with force_units(model, spec):
+            after = {lang: text_nll(model, tokenizer, texts, batch_size, seq_len) for lang, texts in heldout.items()}
+        for lang, (nll, count) in after.items():
+            before = base[lang][0] / base[lang][1]
+            rows.append({"deactivated": target, "evaluated": lang, "tokens": count, "ppl_base": float(np.exp(before)),
+                         "ppl": float(np.exp(nll / count)), "log_ppl_change": nll / count - before})
+    table = pd.DataFrame(rows)
+    table.insert(5, "ppl_change", table["ppl"] - table["ppl_base"])
+    return table
+
+
+def diagonal_summary(matrix: pd.DataFrame, value: str = "log_ppl_change") -> dict[str, float]:
+    """Mean change where the deactivated language is the evaluated one, and where it is not."""
+    same = matrix["deactivated"] == matrix["evaluated"]
+    return {"diagonal": float(matrix.loc[same, value].mean()), "off_diagonal": float(matrix.loc[~same, value].mean())}

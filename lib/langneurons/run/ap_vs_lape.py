@@ -1,0 +1,103 @@
+"""Notebook 07's computation: AP against LAPE at matched sizes, every table written to runs/<profile>/comparison/.
+
+Kept in one function because the stage cache records a stage's outputs as one unit: `compute`
+writes everything, `read` gives the tables back for the notebook's figures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..control.deactivation import check_heldout, heldout_texts
+from ..control.head_to_head import deactivation_table, forcing_generations
+from ..control.langid import identifiable
+from ..control.lid_scoring import score_generations
+from ..data.textsets import TextSets
+from ..model.lape_pass import FFN_UNITS_FILE
+from ..model.models import load_model
+from ..scoring.comparison import layer_distributions, matched_sets, overlap_table, rate_table
+from ..scoring.lape import read_lape_selections
+from ..scoring.scoring import read_scores
+from . import paths
+from .atomic import write_csv, write_json, write_parquet
+from .layout import RunLayout
+from .params import Params
+
+TABLES = ("matched_units", "overlap", "layer_distribution", "rates", "deactivation")
+UNIT_COLUMNS = ["method", "language", "rank", "site", "layer", "unit", "block", "kind", "depth", "on_p50"]
+
+
+def _matched(p: Params, layout: RunLayout) -> dict[str, dict[str, pd.DataFrame]]:
+    lape = read_lape_selections(layout.lape, p.languages)
+    ap = read_scores(layout, p.languages) if "ap" in p.methods else {}
+    matched = matched_sets(ap, lape, p.comparison.n_units)
+    return {m: sets for m, sets in matched.items() if sets}
+
+
+def _heldout(p: Params, layout: RunLayout) -> dict[str, list[str]]:
+    text_sets = TextSets.load(layout.data)
+    heldout = heldout_texts(
+        text_sets, p.languages, p.comparison.heldout_per_language, p.comparison.seed, p.data.source,
+        files_path=paths.resolve(p.data.files.path) if p.data.files.path else None,
+        heldout_path=paths.resolve(p.comparison.heldout_path) if p.comparison.heldout_path else None)
+    check_heldout(heldout, text_sets)  # again, explicitly: no held-out text was used to select units
+    for lang in p.languages:
+        if lang not in heldout:
+            print(f"{lang}: no held-out texts (none unused by the selection sets): its perplexity column is left out; "
+                  "give some with comparison.heldout_path")
+    return heldout
+
+
+def compute(p: Params, layout: RunLayout) -> None:
+    """Matched sets, their overlap and layer distributions, forcing rates and deactivation perplexities."""
+    out = layout.comparison
+    matched = _matched(p, layout)
+    units = pd.concat([sel.assign(method=m, language=lang) for m, by_lang in matched.items()
+                       for lang, sel in by_lang.items()], ignore_index=True)
+    write_csv(out / "matched_units.csv", units[UNIT_COLUMNS])
+    act_units = pd.read_parquet(layout.activations / FFN_UNITS_FILE)
+    n_blocks = int(act_units["block"].max()) + 1
+    write_csv(out / "overlap.csv", overlap_table(matched, act_units, n_blocks))
+    write_csv(out / "layer_distribution.csv", layer_distributions(matched, n_blocks))
+
+    model, tokenizer = load_model(p.model)
+    measured, unmeasured = identifiable(p.languages)
+    for lang in unmeasured:
+        print(f"{lang}: lid.176 has no label for it, so its forcing rate cannot be measured; deactivation still runs")
+    if measured:
+        generations = forcing_generations(model, tokenizer, matched, measured, p.generation)
+        write_parquet(out / "generations.parquet", generations)
+        rates, _ = score_generations(generations, measured, keys=("condition", "target", "n_units"))
+        write_csv(out / "rates.csv", rate_table(rates))
+    else:
+        write_csv(out / "rates.csv", pd.DataFrame(columns=["method", "target", "n_units", "none", "forced", "rise"]))
+
+    heldout = _heldout(p, layout)
+    write_json(out / "heldout_texts.json", heldout)
+    write_csv(out / "deactivation.csv",
+              deactivation_table(model, tokenizer, matched, heldout, p.comparison.batch_size, p.activations.seq_len))
+
+
+def read(layout: RunLayout) -> dict[str, pd.DataFrame]:
+    """The tables `compute` wrote."""
+    folder: Path = layout.comparison
+    return {name: pd.read_csv(folder / f"{name}.csv") for name in TABLES}
+
+
+def summary(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per method: units per language, mean perplexity change (%) where the zeroed language is
+    the evaluated one (diagonal) and where it is not, and the mean rise of the target-language rate."""
+    units, deact, rates = tables["matched_units"], tables["deactivation"], tables["rates"]
+    rows = []
+    for method in dict.fromkeys(units["method"]):
+        d = deact[deact["method"] == method] if len(deact) else pd.DataFrame(columns=["deactivated", "evaluated", "log_ppl_change"])
+        same = d["deactivated"] == d["evaluated"]
+        change = 100 * (np.exp(d["log_ppl_change"].astype(float)) - 1)
+        r = rates[rates["method"] == method] if len(rates) else pd.DataFrame(columns=["rise"])
+        rows.append({"method": method, "mean_units_per_language": units[units["method"] == method].groupby("language").size().mean(),
+                     "ppl_change_diagonal_%": change[same].mean(), "ppl_change_off_diagonal_%": change[~same].mean(),
+                     "mean_rate_rise_points": r["rise"].astype(float).mean()})
+    return pd.DataFrame(rows)

@@ -32,6 +32,9 @@ verify-model: $(VENV)/.installed ## Check models/tiny against its SHA-256 manife
 replicate: $(VENV)/.installed ## Run the notebooks (finished stages are reused): PROFILE=<name> SET="key=value ..." FORCE=1
 	$(PY) -m langneurons.run.pipeline --profile $(PROFILE) --set "$(SET)$(if $(filter 1 true yes,$(FORCE)), force=true)" $(if $(STAGES),--stages $(STAGES))
 
+replicate-paper: $(VENV)/.installed ## Every paper profile in turn (PROFILES="a b" for others), then paper_figures/all/
+	$(PY) -m langneurons.run.replicate_paper $(if $(PROFILES),--profiles "$(PROFILES)") --set "$(SET)$(if $(filter 1 true yes,$(FORCE)), force=true)"
+
 data: $(VENV)/.installed ## Fetch and verify the released files PROFILE needs (sentence sets, translation pairs) into the user cache
 	$(PY) -m langneurons.data.released_data --profile $(PROFILE) --set "$(SET)"
 
@@ -69,4 +72,4 @@ lock: $(VENV)/.installed ## Write requirements-lock.txt: the exact versions this
 clean-runs: ## Delete run outputs (runs/)
 	rm -rf runs/
 
-.PHONY: help setup tiny-model verify-model replicate data plan paper-numbers check-figures assignments grade bench check-params test lab lock clean-runs
+.PHONY: help setup tiny-model verify-model replicate replicate-paper data plan paper-numbers check-figures assignments grade bench check-params test lab lock clean-runs

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..run.atomic import write_csv, write_parquet
@@ -77,16 +78,18 @@ def run_conditions(
     """
     batch = as_batch_size("generation.batch_size", batch_size or gen.batch_size)
     frames = []
+    # conditions x samples, with a rate and an ETA (shown live in the terminal by make replicate)
+    bar = tqdm(desc="generation", unit="sample", total=len(conditions) * gen.n_samples, disable=not progress)
     for i, cond in enumerate(conditions):
         part = parts_dir / f"{i:04d}.parquet" if parts_dir else None
         if part is not None and part.is_file():
             try:
                 frames.append(pd.read_parquet(part))
+                bar.update(gen.n_samples)
                 continue
             except (OSError, ValueError):
                 pass  # unreadable part: generate it again
-        if progress:
-            print(f"[{i + 1}/{len(conditions)}] {cond.name} {cond.target or '-'} N={cond.n_per_side}", flush=True)
+        bar.set_postfix_str(f"condition {i + 1}/{len(conditions)}: {cond.name} {cond.target or '-'} N={cond.n_per_side}")
 
         def generate(size: int, cond: Condition = cond, step: int = i) -> list[str]:
             oom_point("generation", step, size)
@@ -107,7 +110,9 @@ def run_conditions(
         if part is not None:
             write_parquet(part, frame)
         frames.append(frame)
+        bar.update(gen.n_samples)
         crash_point("generation", i + 1)
+    bar.close()
     return pd.concat(frames, ignore_index=True)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..run.params import GenerationParams
@@ -30,15 +31,18 @@ def forcing_generations(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
     """Texts without intervention (condition none) and with each method's units of each language forced.
 
     Languages whose set is empty for a method are left out for it (nothing to force)."""
+    todo = [(method, lang, by_lang[lang]) for method, by_lang in matched.items() for lang in languages
+            if lang in by_lang and not by_lang[lang].empty]
+    bar = tqdm(desc="forcing", unit="sample", total=(1 + len(todo)) * gen.n_samples)  # conditions x samples
     frames = [pd.DataFrame({"condition": "none", "target": "", "n_units": 0, "text": _sample(model, tokenizer, gen)})]
-    for method, by_lang in matched.items():
-        for lang in languages:
-            units = by_lang.get(lang)
-            if units is None or units.empty:
-                continue
-            with force_units(model, forcing_spec(units, value)):
-                texts = _sample(model, tokenizer, gen)
-            frames.append(pd.DataFrame({"condition": method, "target": lang, "n_units": len(units), "text": texts}))
+    bar.update(gen.n_samples)
+    for method, lang, units in todo:
+        bar.set_postfix_str(f"{method} {lang} k={len(units)}")
+        with force_units(model, forcing_spec(units, value)):
+            texts = _sample(model, tokenizer, gen)
+        frames.append(pd.DataFrame({"condition": method, "target": lang, "n_units": len(units), "text": texts}))
+        bar.update(gen.n_samples)
+    bar.close()
     table = pd.concat(frames, ignore_index=True)
     table.insert(3, "sample", np.tile(np.arange(gen.n_samples), len(frames)))
     return table
@@ -49,7 +53,7 @@ def deactivation_table(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
                        batch_size: int, seq_len: int) -> pd.DataFrame:
     """Per method, the language x language perplexity matrix with each language's units zeroed."""
     frames = []
-    for method, by_lang in matched.items():
+    for method, by_lang in tqdm(matched.items(), desc="deactivation", unit="method"):
         specs = {lang: forcing_spec(units, "zero") for lang, units in by_lang.items() if not units.empty}
         if specs:
             frames.append(perplexity_matrix(model, tokenizer, heldout, specs, batch_size, seq_len).assign(method=method))

@@ -8,6 +8,7 @@ language, so without intervention a model may answer in any language (or just na
 from __future__ import annotations
 
 import pandas as pd
+from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..model.batching import BatchSize, as_batch_size
@@ -38,10 +39,11 @@ def run_translation(
     batch = as_batch_size("translation.batch_size", batch_size)
     frames = []
     step = 0
+    bar = tqdm(desc="translation", unit="prompt", total=2 * sum(len(t) for t in pairs.values()))  # rate and ETA
     for (task, lang), table in pairs.items():
         prompts = [build_prompt(s) for s in table["source"]]
         for cond in (Condition("none", lang, 0, 0), Condition("both", lang, n_per_side, n_per_side)):
-            print(f"{task} {lang} {cond.name}", flush=True)
+            bar.set_postfix_str(f"{task} {lang} {cond.name}")
 
             def generate(size: int, cond: Condition = cond, step: int = step) -> list[str]:
                 oom_point("translation", step, size)
@@ -51,10 +53,12 @@ def run_translation(
                     return greedy_continuations(model, tokenizer, prompts, max_new_tokens, size)
 
             out = batch.run(generate)
+            bar.update(len(prompts))
             step += 1
             frames.append(table.assign(task=task, target=lang, condition=cond.name, n_per_side=cond.n_per_side,
                                        pair=range(len(table)), continuation=out,
                                        answer=[extract_answer(c) for c in out]))
+    bar.close()
     columns = ["task", "target", "condition", "n_per_side", "pair", "source", "reference", "continuation", "answer"]
     return pd.concat(frames, ignore_index=True)[columns]
 

@@ -163,6 +163,11 @@ class TranslationParams:
 
 
 @dataclass(frozen=True)
+class PaperParams:
+    profiles: list[str]  # make replicate-paper runs these profiles in turn (names in params/profiles/ or .yaml paths)
+
+
+@dataclass(frozen=True)
 class Params:
     profile: str  # name of the file in params/profiles/
     description: str  # one line about the profile
@@ -184,6 +189,7 @@ class Params:
     intervention: InterventionParams
     translation: TranslationParams
     comparison: ComparisonParams
+    paper: PaperParams
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -324,17 +330,33 @@ def available_profiles() -> list[str]:
     return sorted(p.stem for p in paths.PROFILES_DIR.glob("*.yaml"))
 
 
+def profile_file(profile: str) -> Path:
+    """A profile's YAML: params/profiles/<name>.yaml, or a path to a .yaml file of your own (its stem names the run)."""
+    if profile.endswith((".yaml", ".yml")):
+        path = paths.resolve(profile)
+        if not path.is_file():
+            raise ParamsError(f"profile file {path} does not exist: give a path to a YAML profile or a name in "
+                              f"params/profiles/ ({', '.join(available_profiles())})")
+        return path
+    path = paths.PROFILES_DIR / f"{profile}.yaml"
+    if not path.is_file():
+        raise ParamsError(f"unknown profile '{profile}' (no {path}): choose one of {', '.join(available_profiles())}, "
+                          "or give a path to a .yaml profile of your own")
+    return path
+
+
+def profile_name(profile: str) -> str:
+    """The run's name: the profile's name, or the stem of a profile file given by path."""
+    return Path(profile).stem if profile.endswith((".yaml", ".yml")) else profile
+
+
 def load_params(profile: str, overrides: list[str] | str = (), check_files: bool = True) -> Params:
-    """Resolve common.yaml + profiles/<profile>.yaml + overrides into checked Params."""
-    profile_path = paths.PROFILES_DIR / f"{profile}.yaml"
-    if not profile_path.is_file():
-        raise ParamsError(
-            f"unknown profile '{profile}' (no {profile_path}): choose one of {', '.join(available_profiles())}"
-        )
+    """Resolve common.yaml + profiles/<profile>.yaml (or a profile file's path) + overrides into checked Params."""
+    profile_path = profile_file(profile)
     merged = _read_yaml(paths.PARAMS_DIR / "common.yaml")
     merged = _merge(merged, _read_yaml(profile_path), Params)
     merged = _merge(merged, parse_overrides(list(overrides) if not isinstance(overrides, str) else overrides), Params)
-    merged["profile"] = profile
+    merged["profile"] = profile_name(profile)
     return params_from_dict(merged, check_files=check_files)
 
 
@@ -400,6 +422,11 @@ def check(p: Params, check_files: bool = True) -> None:
         if not 0 < value < 1:
             raise ParamsError(f"param 'selection.lape.{key}' = {value} must lie strictly between 0 and 1 "
                               f"(the LAPE paper: {0.01 if key == 'top_rate' else 0.95})")
+    missing_profiles = [x for x in p.paper.profiles
+                        if not x.endswith((".yaml", ".yml")) and not (paths.PROFILES_DIR / f"{x}.yaml").is_file()]
+    if missing_profiles:
+        raise ParamsError(f"paper.profiles lists {missing_profiles}, which are not in params/profiles/: "
+                          f"use some of {', '.join(available_profiles())} or paths to .yaml profiles")
     if p.comparison.n_units is not None:
         _positive("comparison.n_units", p.comparison.n_units)
     if p.paper_model is not None:

@@ -11,10 +11,12 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 from . import paths
 from .layout import RunLayout
 from .notebook import METHOD_OF_STAGE, runs_with
+from .progress import StageOutput
 from .check_figures import check
 from .check_figures import summary as figures_summary
 from .params import Params, ParamsError, load_params, save_params
@@ -37,6 +39,29 @@ class StageError(RuntimeError):
     """A notebook failed; the message is one line naming the stage and the cause."""
 
 
+class Interrupted(RuntimeError):
+    """Ctrl-C during a stage; the message says what is kept and how to resume."""
+
+
+def kernel_manager_logging_to(path: Path) -> type:
+    """A kernel manager class whose kernel writes its own stderr to `path` instead of the terminal.
+
+    The kernel runs in its own session, so Ctrl-C reaches only this process; when it stops, the
+    kernel is shut down, and anything it prints while dying (a wall of zmq tracebacks) goes to the
+    file rather than under the one line that says what is kept."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class StageKernelManager(AsyncKernelManager):
+        async def _async_start_kernel(self, **kw):  # type: ignore[override]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            kw.setdefault("stderr", open(path, "ab"))  # noqa: SIM115 (the kernel process owns it)
+            return await super()._async_start_kernel(**kw)
+
+        start_kernel = _async_start_kernel
+
+    return StageKernelManager
+
+
 def run_stages(profile: str, overrides: list[str], stages: tuple[str, ...] = STAGES, kernel: str = "python3") -> RunLayout:
     import papermill  # heavy import: only once params are known to be good
 
@@ -53,13 +78,19 @@ def run_stages(profile: str, overrides: list[str], stages: tuple[str, ...] = STA
         source = paths.NOTEBOOKS_DIR / f"{stage}.ipynb"
         target = layout.notebooks / f"{stage}.ipynb"
         target.parent.mkdir(parents=True, exist_ok=True)
-        print(f"[{time.strftime('%H:%M:%S')}] {stage} -> {target}", flush=True)
+        print(f"[{time.strftime('%H:%M:%S')}] {p.profile} {stage} -> {target}", flush=True)
+        live = StageOutput(f"{p.profile} {stage}")  # the kernel's prints and progress bars, live in the terminal
         try:
             papermill.execute_notebook(
                 str(source), str(target), kernel_name=kernel, cwd=str(paths.NOTEBOOKS_DIR), progress_bar=False,
                 parameters={"profile": profile, "overrides": list(overrides), "params": p.to_dict()},
-                extra_arguments=KERNEL_ARGS,
+                extra_arguments=KERNEL_ARGS, stdout_file=live, stderr_file=live,
+                kernel_manager_class=kernel_manager_logging_to(layout.root / "logs" / f"{stage}.kernel.log"),
             )
+            live.close()
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted during {p.profile} {stage}: finished stages and the work saved so far are kept "
+                              f"in {layout.root}; run the same command again to resume") from None
         except papermill.PapermillExecutionError as e:
             raise StageError(f"{stage} failed: {e.ename}: {e.evalue.strip()} (full traceback: {target})") from e
         except Exception as e:  # the kernel died (killed, out of memory) or could not start
@@ -125,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     except StageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except (Interrupted, KeyboardInterrupt) as e:
+        print(str(e) or "interrupted: finished stages are kept; run the same command again to resume", file=sys.stderr)
+        return 130
     return 0
 
 

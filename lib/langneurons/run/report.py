@@ -14,7 +14,7 @@ from . import paths
 from .atomic import write_text
 from .layout import RunLayout
 from .params import Params
-from .stagelog import batch_size_table
+from .stagelog import batch_size_table, stage_table
 
 
 def markdown_table(df: pd.DataFrame, digits: int = 1) -> str:
@@ -113,6 +113,15 @@ def _comparison_section(p: Params, layout: RunLayout) -> list[str]:
     return parts
 
 
+def _stages_section(layout: RunLayout) -> list[str]:
+    """Each stage's wall time and peak memory in the run that made these results (reused: read from the cache)."""
+    table = stage_table(layout.root)
+    if table.empty:
+        return []
+    return ["## Stages\n", "Wall time (s) and peak memory (MiB) of each notebook's last run; `reused` = its outputs "
+            "came from the stage cache.\n", markdown_table(table.drop(columns=["batch_size_used"]), 2), ""]
+
+
 def _batch_section(layout: RunLayout) -> list[str]:
     """The batch sizes the stages actually used: smaller than asked after an out-of-memory error."""
     table = batch_size_table(layout.root)
@@ -168,7 +177,7 @@ def build_report(p: Params, layout: RunLayout) -> str:
         ex = ex.assign(text=ex["text"].str.slice(0, 160), target=ex["target"].replace("", "(none)"))
         parts += ["## Example generations\n", markdown_table(ex[["condition", "target", "text"]]), ""]
     parts += _comparison_section(p, layout)
-    parts += _paper_section(p, layout) + _batch_section(layout)
+    parts += _paper_section(p, layout) + _stages_section(layout) + _batch_section(layout)
     return "\n".join(parts) + "\n"
 
 

@@ -54,12 +54,13 @@ class Stage:
 
 def batch_size_table(run_dir: Path) -> pd.DataFrame:
     """stage, param, asked, used: one row per batch size a stage recorded."""
-    rows = [{"stage": r["stage"], "param": param, **s} for r in _records(run_dir)
+    rows = [{"stage": r["stage"], "param": param, **s} for r in stage_records(run_dir)
             for param, s in (r.get("batch_sizes") or {}).items()]
     return pd.DataFrame(rows, columns=["stage", "param", "asked", "used"])
 
 
-def _records(run_dir: Path) -> list[dict]:
+def stage_records(run_dir: Path) -> list[dict]:
+    """The stage logs of a run (one record per stage that has run), in name order."""
     return [json.loads(p.read_text()) for p in sorted((run_dir / "logs").glob("*.json"))]
 
 
@@ -72,7 +73,7 @@ def _batch_used(record: dict) -> str:
 
 def stage_table(run_dir: Path) -> pd.DataFrame:
     """All recorded stages of a run, in name order, with the batch sizes actually used."""
-    records = _records(run_dir)
+    records = stage_records(run_dir)
     table = pd.DataFrame(records, columns=["stage", "wall_s", "peak_rss_mib", "reused"])
     table["batch_size_used"] = [_batch_used(r) for r in records]
     return table

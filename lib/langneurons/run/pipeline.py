@@ -79,15 +79,17 @@ def run_stages(profile: str, overrides: list[str], stages: tuple[str, ...] = STA
         target = layout.notebooks / f"{stage}.ipynb"
         target.parent.mkdir(parents=True, exist_ok=True)
         print(f"[{time.strftime('%H:%M:%S')}] {p.profile} {stage} -> {target}", flush=True)
-        live = StageOutput(f"{p.profile} {stage}")  # the kernel's prints and progress bars, live in the terminal
+        # the kernel's prints and progress bars, live in the terminal (one buffer per stream: their lines do not mix)
+        live, live_err = StageOutput(f"{p.profile} {stage}"), StageOutput(f"{p.profile} {stage}")
         try:
             papermill.execute_notebook(
                 str(source), str(target), kernel_name=kernel, cwd=str(paths.NOTEBOOKS_DIR), progress_bar=False,
                 parameters={"profile": profile, "overrides": list(overrides), "params": p.to_dict()},
-                extra_arguments=KERNEL_ARGS, stdout_file=live, stderr_file=live,
+                extra_arguments=KERNEL_ARGS, stdout_file=live, stderr_file=live_err,
                 kernel_manager_class=kernel_manager_logging_to(layout.root / "logs" / f"{stage}.kernel.log"),
             )
             live.close()
+            live_err.close()
         except KeyboardInterrupt:
             raise Interrupted(f"interrupted during {p.profile} {stage}: finished stages and the work saved so far are kept "
                               f"in {layout.root}; run the same command again to resume") from None

@@ -104,3 +104,34 @@ def test_profiles_by_path_and_paper_list(tmp_path: Path):
     assert len(load_params("tiny").paper.profiles) == 8
     with pytest.raises(ParamsError, match="paper.profiles lists"):
         load_params("tiny", ["paper.profiles=xglm-564M,gpt-5"])
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_in_one_line_and_leaves_no_kernel(tmp_path: Path):
+    """SIGINT to the whole process group, as Ctrl-C in a terminal sends it, while a stage runs."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    cmd = [sys.executable, "-m", "langneurons.run.pipeline", "--profile", "tiny", "--stages", "01_data_prep,02_activations",
+           "--set", f"output_root={tmp_path / 'runs'} figures_root={tmp_path / 'figs'}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    seen = []
+    for line in proc.stdout:  # wait until the activation stage is under way
+        seen.append(line)
+        if "02_activations | activations:" in line:
+            break
+    kernels = psutil.Process(proc.pid).children(recursive=True)
+    assert kernels  # the stage's kernel, in its own session
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, "".join(seen)[-2000:] + err[-2000:]
+    assert err.strip().splitlines() == [
+        f"interrupted during tiny 02_activations: finished stages and the work saved so far are kept in "
+        f"{tmp_path / 'runs' / 'tiny'}; run the same command again to resume"]
+    gone, alive = psutil.wait_procs(kernels, timeout=30)
+    assert not alive  # the stage's kernel was shut down with it

@@ -102,7 +102,7 @@ def test_killed_runs_resume_to_the_uninterrupted_result(inputs, reference, tmp_p
     third = run(tmp_path, overrides)
     assert third.returncode == 0, third.stderr[-3000:]
     log = notebook_text(run_dir, "05_intervention")
-    assert "[3/" in log and "[1/" not in log and "[2/" not in log
+    assert "condition 3/" in log and "condition 1/" not in log and "condition 2/" not in log  # resumed at the 3rd
     assert reused(run_dir) == {"01_data_prep": True, "02_activations": True, "03_scoring": True, "05_intervention": False}
     assert not list((run_dir / "partial").glob("*"))  # work in progress cleaned up
     assert_same_outputs(reference, run_dir)

@@ -39,6 +39,9 @@ class StageError(RuntimeError):
     """A notebook failed; the message is one line naming the stage and the cause."""
 
 
+INTERRUPTED = "interrupted: finished stages are kept; run the same command again to resume"
+
+
 class Interrupted(RuntimeError):
     """Ctrl-C during a stage; the message says what is kept and how to resume."""
 
@@ -159,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except (Interrupted, KeyboardInterrupt) as e:
-        print(str(e) or "interrupted: finished stages are kept; run the same command again to resume", file=sys.stderr)
+        print(str(e) or INTERRUPTED, file=sys.stderr)
         return 130
     return 0
 

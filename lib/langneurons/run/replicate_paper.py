@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from . import paths
 from .all_profiles import write_all
 from .params import ParamsError, load_params, profile_name
-from .pipeline import STAGES, Interrupted, run_stages
+from .pipeline import INTERRUPTED, STAGES, Interrupted, run_stages
 from .stagelog import stage_records
 
 
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (Interrupted, KeyboardInterrupt) as e:
-        print(str(e) or "interrupted: finished stages are kept; run the same command again to resume", file=sys.stderr)
+        print(str(e) or INTERRUPTED, file=sys.stderr)
         return 130
     print("\nprofile          status       time")
     for r in results:

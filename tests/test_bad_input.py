@@ -46,6 +46,12 @@ def test_unknown_profile():
     _one_line(err, "unknown profile 'tiny-typo'", "choose one of", "tiny")
 
 
+def test_override_that_is_not_yaml():
+    with pytest.raises(ParamsError) as err:
+        load_params("tiny", ["translation.tasks={wmt:", "[de]}"])
+    _one_line(err, "not valid YAML", "without them")
+
+
 def test_misspelled_param_key():
     with pytest.raises(ParamsError) as err:
         load_params("tiny", ["scoring.n_per_sid=5"])
@@ -177,3 +183,62 @@ def test_out_of_memory_names_the_batch_size(tmp_path: Path, tiny, monkeypatch):
         collect_activations(model, tokenizer, ALL_SENTENCES[:6], out, seq_len=64, batch_size=4)
     _one_line(err, "activations.batch_size=4", "activations.batch_size=2")
     assert not (out / MATRIX_FILE).exists()  # the partial matrix never takes the final name
+
+
+# ------------------------------------------------------------------ checked before any stage runs
+
+
+def _run(tmp_path: Path, *sets: str, stages: str = "01_data_prep,02_activations,03_scoring,04_analysis,05_intervention,"
+         "06_translation,07_ap_vs_lape") -> tuple[int, str, str]:
+    """`make replicate` in this process (pipeline.main); nothing may run before the error."""
+    import contextlib
+    import io
+
+    from langneurons.run.pipeline import main
+
+    out, err = io.StringIO(), io.StringIO()
+    where = f"output_root={tmp_path / 'runs'} figures_root={tmp_path / 'figs'} release.cache_dir={tmp_path / 'cache'}"
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["--profile", "tiny", "--set", " ".join([where, *sets]), "--stages", stages])
+    return code, out.getvalue(), err.getvalue()
+
+
+def _refused_before_any_stage(tmp_path: Path, *sets: str, needles: tuple[str, ...], model_dir: Path | None = None) -> None:
+    code, out, err = _run(tmp_path, *sets, *([f"model.path={model_dir}"] if model_dir else []))
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert not (tmp_path / "runs" / "tiny" / "notebooks").exists() and not (tmp_path / "runs" / "tiny" / "stamps").exists()
+
+
+def test_params_that_need_the_model_are_checked_before_any_stage(tmp_path: Path):
+    """N larger than the model's units, LAPE on a mixture of experts, a start token the tokenizer lacks, a
+    translation folder without the pairs the tasks need: each stops `make replicate` before stage 01."""
+    from families import save
+
+    _refused_before_any_stage(tmp_path, "scoring.n_per_side=100000", needles=("scoring.n_per_side=100000", "4,608"))
+    mixtral, qwen2 = save("mixtral", tmp_path / "mixtral"), save("qwen2", tmp_path / "qwen2")
+    _refused_before_any_stage(tmp_path, needles=("selection.method=both", "mixture of experts", "selection.method=ap"),
+                              model_dir=mixtral)
+    _refused_before_any_stage(tmp_path, "generation.start=bos", needles=("generation.start", "no BOS token"), model_dir=qwen2)
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    _refused_before_any_stage(tmp_path, f"translation.official_path={pairs}",
+                              needles=("translation.official_path", "translation_text_flores200_en_de.pkl"))
+    with pytest.raises(ParamsError, match="generation.top_p"):
+        load_params("tiny", ["generation.top_p=0"])
+    with pytest.raises(ParamsError, match="generation.top_k"):
+        load_params("tiny", ["generation.top_k=-1"])
+    with pytest.raises(ParamsError, match="activations.exact"):
+        load_params("tiny", ["activations.exact=sometimes"])
+
+
+@pytest.mark.parametrize("tasks", ["translation.tasks={}", "translation.tasks.wmt=de,fr,zh"])
+def test_translation_with_nothing_to_translate_is_skipped_in_one_line(tmp_path: Path, tasks: str):
+    """An empty translation.tasks, or tasks whose targets are not among the languages, mean: skip the stage."""
+    code, out, err = _run(tmp_path, tasks, "languages=en,ja", stages="06_translation")
+    assert code == 0, err
+    skipped = [line for line in out.splitlines() if line.startswith("skipping 06_translation")]
+    assert len(skipped) == 1 and "nothing to translate" in skipped[0]
+    assert not (tmp_path / "runs" / "tiny" / "notebooks").exists()

@@ -10,6 +10,8 @@ import torch
 from torch import nn
 
 from conftest import ALL_SENTENCES
+from langneurons.run.faults import BATCH_VARIANT_ENV
+from langneurons.model import activations
 from langneurons.model.activations import MeanPoolHooks, collect_activations, load_activations, mean_responses, sequential_token_sum, token_mean, tokenize
 from langneurons.model.tiny import build_model
 from langneurons.model.units import UnitsError, find_linear_modules
@@ -114,6 +116,7 @@ def test_resume_only_with_an_explicit_work_dir(tiny, tmp_path: Path, monkeypatch
     collect_activations(model, tokenizer, TEXTS, tmp_path / "ref", 256, 4)
     reference = np.asarray(load_activations(tmp_path / "ref")[0])
     forward = model.base_model.forward
+    monkeypatch.setattr(activations, "probe_batch_invariance", lambda *a: (True, (), 0.0))  # count the pass's forwards only
 
     def interrupted_run(out: Path, work_dir: Path | None) -> None:
         calls = {"n": 0}
@@ -176,6 +179,41 @@ def test_batched_responses_are_the_original_codes_bit_for_bit(tiny, family, tmp_
     collect_activations(model, tokenizer, texts, tmp_path, seq_len=256, batch_size=4)
     ours, _, _ = load_activations(tmp_path)
     assert np.array_equal(np.asarray(ours), _original_pooling(model, tokenizer, texts))
+
+
+def test_batches_where_the_probe_finds_the_same_bits_else_one_text_per_forward(tiny, tmp_path: Path, monkeypatch, capsys):
+    """The probe of the run's own shapes decides how to batch. On a machine whose batched kernels round
+    differently (injected: the probe sees batched responses one float32 step away), `exact: auto` runs
+    one text per forward and stays the original code's bit for bit; `exact: false` keeps batches and
+    says the run is within rounding. Either way meta.json records which."""
+    model, tokenizer = _eager(*tiny("xglm"))
+    texts = TEXTS + [ALL_SENTENCES[i] + " " + ALL_SENTENCES[i + 1] for i in range(0, 12, 2)]
+    original = _original_pooling(model, tokenizer, texts)
+    forwards = {"n": 0}
+    forward = model.base_model.forward
+    monkeypatch.setattr(model.base_model, "forward", lambda *a, **k: forwards.__setitem__("n", forwards["n"] + 1) or forward(*a, **k))
+
+    def collect(out: str, exact: bool | str) -> tuple[dict, int]:
+        forwards["n"] = 0
+        collect_activations(model, tokenizer, texts, tmp_path / out, seq_len=256, batch_size=4, exact=exact)
+        matrix, _, meta = load_activations(tmp_path / out)
+        if meta["batching"]["identical"] or meta["batching"]["one_per_forward"]:  # the claim the run makes
+            assert np.array_equal(np.asarray(matrix), original)
+        return meta["batching"], forwards["n"]
+
+    same, n_same = collect("same", "auto")
+    assert same["identical"] is True and not same["one_per_forward"] and same["probed"]
+    assert "bit for bit" in capsys.readouterr().out
+    monkeypatch.setenv(BATCH_VARIANT_ENV, "1")
+    fallback, n_fallback = collect("fallback", "auto")
+    assert fallback["identical"] is False and fallback["one_per_forward"] and fallback["max_abs_diff"] > 0
+    assert n_fallback - n_same > 0 and n_fallback >= len(texts)  # one forward per text after the probe
+    assert "running one text per forward pass" in capsys.readouterr().out
+    kept, _ = collect("kept", False)
+    assert kept["identical"] is False and not kept["one_per_forward"]
+    assert "within float32 rounding of the original code, not identical" in capsys.readouterr().out
+    always, n_always = collect("always", True)
+    assert always["one_per_forward"] and always["identical"] is None and n_always == len(texts)  # no probe
 
 
 def test_token_mean_is_numpys_float32_mean_in_a_padded_batch():

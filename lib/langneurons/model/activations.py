@@ -7,6 +7,12 @@ text is padded. A padded batch gives the real tokens the same values in exact ar
 always the same bits: BLOOM's attention softmax, summed over a longer row of padded keys, rounds
 differently. Texts of equal length run together, so with the sets' many sentence lengths batches
 stay nearly full (mean_responses still accepts right-padded batches of mixed lengths).
+
+Same-length batches are exact only if the machine's matrix kernels give a row the same bits
+whatever the number of rows beside it. The kernel pin (reproducible.py) aims at that, but no pin
+is proven on every CPU, so each run checks it on its own layer shapes before it batches
+(probe_batch_invariance) and, where the bits differ, runs one text per forward (activations.exact:
+auto) or says that it is within float32 rounding of the original code (exact: false).
 """
 
 from __future__ import annotations
@@ -15,24 +21,26 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, ContextManager, Protocol
+from typing import TYPE_CHECKING, BinaryIO, ContextManager, Protocol
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..run.atomic import write_json, write_parquet
 from .batching import BatchSize, as_batch_size
-from ..run.faults import crash_point, oom_point
+from ..run.faults import batch_variance_point, crash_point, oom_point
 from .models import input_device
 from .moe import experts_hooked
 from .units import EXPERTS, ROUTER, LinearModule, UnitsError, find_blocks, find_linear_modules, units_table
+
+if TYPE_CHECKING:  # transformers takes seconds to import; the scoring stages read the matrix without it
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 MATRIX_FILE = "activations.npy"
 PROGRESS_FILE = "progress.json"
@@ -193,6 +201,73 @@ def mean_responses(
     return hooks.buffer
 
 
+@dataclass(frozen=True)
+class Batching:
+    """How the pass batches texts, and why: the run's log, meta.json and report say which."""
+
+    one_per_forward: bool  # True: one text per forward pass (the original protocol)
+    identical: bool | None  # the probe's answer: batched bits == one-at-a-time bits (None: not probed)
+    probed: tuple[tuple[int, int], ...]  # (texts, tokens) of each probed batch
+    max_abs_diff: float  # largest |batched - alone| over the probed responses
+    line: str  # one sentence for the log and the report
+
+    def record(self) -> dict:
+        return {"one_per_forward": self.one_per_forward, "identical": self.identical,
+                "probed": [list(x) for x in self.probed], "max_abs_diff": self.max_abs_diff, "line": self.line}
+
+
+def probe_batch_invariance(
+    model: PreTrainedModel, hooks: MeanPoolHooks, ids: list[list[int]], order: list[int], batch_size: int, pad_id: int,
+) -> tuple[bool, tuple[tuple[int, int], ...], float]:
+    """Whether batches give, bit for bit, the responses of their texts run one at a time.
+
+    Checked on this machine with the run's own shapes: the batches of the shortest and the longest
+    length and the fullest batch (a matrix kernel may round differently with the number of rows:
+    one row is a matrix-vector product, many rows a blocked matrix product). Returns (identical,
+    (texts, tokens) of each probed batch, largest absolute difference).
+    """
+    by_length: dict[int, list[int]] = {}
+    for i in order:
+        by_length.setdefault(len(ids[i]), []).append(i)
+    groups = [rows[:batch_size] for rows in by_length.values() if len(rows) > 1]
+    if batch_size < 2 or not groups:
+        return True, (), 0.0  # every batch holds one text: nothing can differ
+    picks = [min(groups, key=lambda g: len(ids[g[0]])), max(groups, key=len), max(groups, key=lambda g: len(ids[g[0]]))]
+    picks = list({g[0]: g for g in picks}.values())
+    identical, largest = True, 0.0
+    for rows in picks:
+        batched = batch_variance_point(mean_responses(model, hooks, [ids[i] for i in rows], pad_id).clone())
+        alone = torch.cat([mean_responses(model, hooks, [ids[i]], pad_id).clone() for i in rows])
+        identical &= torch.equal(batched, alone)
+        largest = max(largest, float((batched.double() - alone.double()).abs().max()))
+    return identical, tuple((len(rows), len(ids[rows[0]])) for rows in picks), largest
+
+
+def decide_batching(
+    exact: bool | str, batch: BatchSize, probe: Callable[[int], tuple[bool, tuple[tuple[int, int], ...], float]],
+) -> Batching:
+    """activations.exact: true = one text per forward; auto = batched where the probe finds the same
+    bits, else one text per forward; false = batched even where the bits differ (within rounding)."""
+    if exact is True or batch.used == 1:
+        batch.cap(1)
+        return Batching(True, None, (), 0.0, "one text per forward pass (the original protocol): responses are the "
+                        "original code's, bit for bit")
+    identical, probed, largest = batch.run(probe)
+    shapes = ", ".join(f"{n} x {t} tokens" for n, t in probed)
+    if identical:
+        return Batching(False, True, probed, 0.0, f"batched forward passes give the bits of one text at a time on this "
+                        f"machine (probed: {shapes or 'no batch of two texts'}): responses are the original code's, bit for bit")
+    if exact == "auto":
+        batch.cap(1)
+        return Batching(True, False, probed, largest, f"batched forward passes round differently from one text at a time "
+                        f"on this machine (probed: {shapes}; largest difference {largest:.3g}): running one text per "
+                        "forward pass, so responses are the original code's, bit for bit (activations.exact=false keeps "
+                        "batches: faster, within float32 rounding)")
+    return Batching(False, False, probed, largest, f"batched forward passes round differently from one text at a time "
+                    f"on this machine (probed: {shapes}; largest difference {largest:.3g}); activations.exact=false keeps "
+                    "them: this run is within float32 rounding of the original code, not identical")
+
+
 def _open_partial(
     work_dir: Path, shape: tuple[int, int], dtype: type, kept: np.ndarray, identity: dict
 ) -> tuple[np.memmap, dict[str, int]]:
@@ -235,6 +310,7 @@ def collect_activations(
     provenance: dict | None = None,
     work_dir: Path | None = None,
     observers: Sequence[PassObserver] = (),
+    exact: bool | str = "auto",
 ) -> Path:
     """Run every text once and store the [texts x units] matrix (row = text_id) under out_dir.
 
@@ -249,6 +325,8 @@ def collect_activations(
     beside out_dir is used and always started afresh. A `BatchSize` that may halve on
     out-of-memory continues after the last saved batch with the smaller size. `observers` compute
     more statistics in the same forward passes (LAPE's counts), resumed and finished with the matrix.
+    `exact` (param activations.exact) decides between batches and one text per forward pass
+    (decide_batching); meta.json records the decision and the probe behind it.
     """
     modules = find_linear_modules(model)
     _, blocks = find_blocks(model)
@@ -261,8 +339,12 @@ def collect_activations(
     hooks = MeanPoolHooks(modules, model, device)
     batch = as_batch_size("activations.batch_size", batch_size)
     order = [i for i in sorted(range(len(texts)), key=lambda i: -len(tok.ids[i])) if tok.kept[i]]  # longest first
+    pad_id = pad_id_of(tokenizer)
+    with hooks.attached():
+        batching = decide_batching(exact, batch, lambda size: probe_batch_invariance(model, hooks, tok.ids, order, size, pad_id))
+    print(batching.line, flush=True)
     identity = {"n_texts": len(texts), "n_kept": len(order), "n_units": hooks.n_units, "seq_len": seq_len,
-                "storage_dtype": storage_dtype,
+                "storage_dtype": storage_dtype, "one_per_forward": batching.one_per_forward,
                 "texts_sha256": hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest()}
     if observers:
         identity["observers"] = [o.identity() for o in observers]
@@ -273,7 +355,6 @@ def collect_activations(
     matrix, done = _open_partial(work_dir, (len(texts), hooks.n_units), _STORAGE[storage_dtype], tok.kept, identity)
     for observer in observers:
         observer.open(work_dir, done["batches_done"])
-    pad_id = pad_id_of(tokenizer)
     bar = tqdm(desc="activations", unit="text", initial=done["texts_done"], total=len(order))
 
     def run_batches(size: int) -> None:
@@ -312,7 +393,7 @@ def collect_activations(
         "n_dropped_longer_than_seq_len": int((~tok.kept).sum()), "seq_len": seq_len,
         "storage_dtype": storage_dtype, "n_blocks": len(blocks), "n_linear_modules": len(modules),
         "example_tokens": tokenizer.convert_ids_to_tokens(tok.ids[0][:8]) if texts else [],
-        "provenance": provenance or {},
+        "batching": batching.record(), "provenance": provenance or {},
     })
     return matrix_path
 

@@ -80,6 +80,10 @@ class BatchSize:
                       "(finished work is kept)", flush=True)
                 self.used //= 2
 
+    def cap(self, size: int) -> None:
+        """Use at most `size` from now on (e.g. one text per forward where batches are not exact)."""
+        self.used = min(self.used, size)
+
     def record(self) -> dict[str, int]:
         return {"asked": self.asked, "used": self.used}
 

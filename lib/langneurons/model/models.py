@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..run import paths
 from ..run.params import ModelParams
+
+if TYPE_CHECKING:  # transformers takes seconds to import: only loading a model needs it
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -32,6 +35,8 @@ def model_source(mp: ModelParams) -> str:
 
 def load_model(mp: ModelParams) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Model in eval mode on the params' device (or spread by device_map) and its tokenizer."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
     source = model_source(mp)
     dtype = "auto" if mp.dtype == "auto" else _DTYPES[mp.dtype]
     kwargs = dict(revision=mp.revision, trust_remote_code=mp.trust_remote_code)

@@ -6,7 +6,11 @@ thread count. Each path rounds differently, and a difference of one bit in a res
 near-tied units or flip a sampled token: a run on an Intel Xeon did not reproduce figures made on an
 AMD EPYC. Measured on the tiny default (AMD EPYC, 2 threads): the activation matrix changed with
 the thread count (1 vs 2), with ATen's capability (AVX-512 vs AVX2) and with MKL's mode; with the
-three settings below it was the same for 1 and 2 threads.
+three settings below it was the same for 1 and 2 threads. MKL's mode is AVX2 *and* STRICT: on an
+Intel Xeon, plain `MKL_CBWR=AVX2` let a linear map over a batch of texts round differently from the
+same texts one at a time, and STRICT made them identical (at no measurable cost on the AMD EPYC:
+BENCHMARKS.md). No pin is proven on every CPU, so activation collection also checks at run time
+whether a batch gives the bits of its rows run alone (activations.py: probe_batch_invariance).
 
 These defaults are set when langneurons is imported, before torch (every notebook's first import),
 so they reach the kernels. A value already in the environment wins; LANGNEURONS_NATIVE_KERNELS=1
@@ -21,7 +25,8 @@ import sys
 
 PINNED: dict[str, str] = {
     "ATEN_CPU_CAPABILITY": "avx2",  # ATen's vectorised kernels: AVX2 on every x86-64 CPU of the last decade
-    "MKL_CBWR": "AVX2",  # MKL's conditional numerical reproducibility: one code path for Intel and AMD
+    "MKL_CBWR": "AVX2,STRICT",  # MKL's conditional numerical reproducibility: one code path for Intel and AMD;
+                                # STRICT: results that do not depend on how many rows a product has
     "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN (mkldnn) kernels, likewise
 }
 

@@ -28,7 +28,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from transformers.pytorch_utils import Conv1D
 
 LINEAR, ROUTER, EXPERTS = "linear", "router", "experts"
 EXPERT_TENSORS = ("gate_up_proj", "up_proj", "down_proj")  # transformers-5 experts modules (integrations/moe.py)
@@ -81,6 +80,8 @@ def linear_width(module: nn.Module) -> int | None:
     """Output features of an nn.Linear or Conv1D (None for anything else)."""
     if isinstance(module, nn.Linear):
         return module.out_features
+    from transformers.pytorch_utils import Conv1D  # here, not at the top: the scoring stages import this module without a model
+
     if isinstance(module, Conv1D):
         return module.nf
     return None

@@ -205,14 +205,15 @@ def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> 
 class StageCache:
     """Decides whether a stage reuses its outputs, and records them when it computes them."""
 
-    def __init__(self, stage: str, p: Params, layout: RunLayout, force: bool = False):
+    def __init__(self, stage: str, p: Params, layout: RunLayout, force: bool = False, announce: bool = True):
         self.stage = stage
         self.run_dir = layout.root
         self.key = stage_key(stage, p, self.run_dir)
         self.digest = _digest(self.key)
         self.stamp_path = self.run_dir / "stamps" / f"{stage}.json"
         self.hit, self.reason = self._decide(force)
-        print(f"{stage}: {'reusing' if self.hit else 'computing'} — {self.reason}")
+        if announce:
+            print(f"{stage}: {'reusing' if self.hit else 'computing'} — {self.reason}")
 
     def _decide(self, force: bool) -> tuple[bool, str]:
         if force:

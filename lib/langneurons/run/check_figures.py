@@ -23,6 +23,7 @@ import pandas as pd
 
 from . import paths
 from .params import ParamsError, load_params
+from .stages import STAGE_OF_FIGURE
 
 COUNTS = "counts"  # tolerance of unit counts: COUNT_SHARE of N (scoring.n_per_side), at least 2
 COUNT_SHARE = 0.02
@@ -50,13 +51,6 @@ TOLERANCES: dict[str, dict[str, float | str]] = {  # file -> column -> largest a
                           "ppl_change_off_diagonal_%": 2.0, "mean_rate_rise_points": 8.0},
 }
 TEXT_FILES = ("fig7_examples.csv",)  # sampled texts, not numbers: differing texts are within tolerance
-STAGE_OF = {"fig8_ap_summary.csv": "03_scoring", "fig1_layer_distribution.csv": "04_analysis", "layer_kinds.csv": "04_analysis",
-            "fig2_overlap.csv": "04_analysis", "fig3_main_rates.csv": "05_intervention",
-            "fig3_5_target_rates.csv": "05_intervention", "fig7_examples.csv": "05_intervention",
-            "fig6_translation.csv": "06_translation", "lape_summary.csv": "03_scoring",
-            **{name: "07_ap_vs_lape" for name in ("fig9_overlap.csv", "fig9_layer_distribution.csv", "fig10_forcing_rates.csv",
-                                                  "fig10_deactivation.csv", "fig10_summary.csv")}}  # which stage writes each table
-
 
 @dataclass(frozen=True)
 class Verdict:
@@ -121,7 +115,7 @@ def check(figures_dir: Path, n_per_side: int, run_dir: Path) -> list[Verdict]:
         committed = committed_text(path) if path.parent.is_dir() else None
         if committed is None and not path.is_file():
             continue
-        stage = STAGE_OF.get(name)
+        stage = STAGE_OF_FIGURE.get(name)
         if stage and not (run_dir / "stamps" / f"{stage}.json").is_file():
             verdicts.append(Verdict(name, "not run", f"{stage} has not finished in {run_dir}: nothing of this run to compare"))
         elif committed is None:

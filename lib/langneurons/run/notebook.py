@@ -8,14 +8,14 @@ from .cache import StageCache
 from .layout import RunLayout
 from .params import Params, ParamsError, load_params, params_from_dict, save_params
 from .stagelog import Stage
+from .stages import BY_NAME
 
-# Stages that study one method's units: AP's (the paper's experiments) or LAPE's (notebook 07 needs it).
-METHOD_OF_STAGE = {"04_analysis": "ap", "05_intervention": "ap", "06_translation": "ap", "07_ap_vs_lape": "lape"}
 
 
 def runs_with(stage: str, p: Params) -> bool:
     """Whether the stage has anything to do under selection.method (make replicate skips it otherwise)."""
-    return METHOD_OF_STAGE.get(stage, p.methods[0]) in p.methods
+    method = BY_NAME[stage].method
+    return method is None or method in p.methods
 
 
 def setup(stage: str, profile: str, overrides: list[str], params: dict[str, Any]) -> tuple[Params, RunLayout, Stage]:
@@ -25,7 +25,7 @@ def setup(stage: str, profile: str, overrides: list[str], params: dict[str, Any]
     """
     p = params_from_dict(params) if params else load_params(profile, overrides)
     if not runs_with(stage, p):
-        raise ParamsError(f"{stage} studies {METHOD_OF_STAGE[stage].upper()}'s units, which selection.method="
+        raise ParamsError(f"{stage} studies {BY_NAME[stage].method.upper()}'s units, which selection.method="
                           f"{p.selection.method} does not compute: set selection.method=both")
     layout = RunLayout.of(p)
     if not params:  # `make replicate` has already written the resolved params
@@ -33,7 +33,7 @@ def setup(stage: str, profile: str, overrides: list[str], params: dict[str, Any]
     print(f"profile {p.profile}: {p.description}")
     print(f"model {p.model.path or p.model.id} | data {p.data.source} | languages {','.join(p.languages)}")
     print(f"outputs in {layout.root}")
-    return p, layout, Stage(stage, layout.root)
+    return p, layout, Stage(stage, layout.root, layout.figures)
 
 
 def stage_cache(stage: Stage, p: Params, layout: RunLayout) -> StageCache:

@@ -98,7 +98,8 @@ class DataParams:
 class ActivationParams:
     seq_len: int  # texts with more tokens than this are dropped (paper: 256)
     batch_size: int  # texts per forward pass (texts of one length only: no padding)
-    exact: bool  # true: one text per forward pass, the original protocol, whatever the device's kernels
+    exact: bool | str  # auto: batched where a probe finds the same bits as one text per forward, else one per
+                       # forward; true: always one per forward (the original protocol); false: always batched
     storage_dtype: str  # float32 | float16 (halves disk for 7B/13B models)
 
 
@@ -305,7 +306,11 @@ def parse_overrides(overrides: list[str] | str) -> dict[str, Any]:
         if "=" not in item:
             raise ParamsError(f"override {item!r} is not key=value: write e.g. scoring.n_per_side=500")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else ""
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as e:
+            raise ParamsError(f"override {item!r} is not valid YAML ({str(e).splitlines()[0]}): overrides are split at "
+                              "spaces, so write mappings and lists without them, e.g. translation.tasks.wmt=de,fr") from e
         parts = key.strip().split(".")
         node = nested
         for part in parts[:-1]:
@@ -393,6 +398,8 @@ def check(p: Params, check_files: bool = True) -> None:
     _one_of("model.dtype", p.model.dtype, MODEL_DTYPES)
     _one_of("model.device", p.model.device, DEVICES)
     _one_of("activations.storage_dtype", p.activations.storage_dtype, STORAGE_DTYPES)
+    if isinstance(p.activations.exact, str) and p.activations.exact != "auto":
+        raise ParamsError(f"param 'activations.exact' = {p.activations.exact!r} is not allowed: use auto, true or false")
     for key, value in [
         ("activations.seq_len", p.activations.seq_len),
         ("activations.batch_size", p.activations.batch_size),
@@ -415,6 +422,10 @@ def check(p: Params, check_files: bool = True) -> None:
         ("comparison.batch_size", p.comparison.batch_size),
     ]:
         _positive(key, value)
+    if p.generation.top_k < 0:
+        raise ParamsError(f"param 'generation.top_k' = {p.generation.top_k} must be >= 0 (0 = no top-k, the paper's)")
+    if not 0 < p.generation.top_p <= 1:
+        raise ParamsError(f"param 'generation.top_p' = {p.generation.top_p} must lie in (0, 1] (1.0 = no nucleus sampling, the paper's)")
     _one_of("intervention.value", p.intervention.value, FORCE_VALUES)
     _one_of("selection.method", p.selection.method, SELECTION_METHODS)
     for key in ("top_rate", "filter_rate", "activation_bar_ratio"):

@@ -15,19 +15,21 @@ from pathlib import Path
 
 from . import paths
 from .layout import RunLayout
-from .notebook import METHOD_OF_STAGE, runs_with
+from .cache import StageCache, StaleUpstreamError
+from .notebook import runs_with
 from .progress import StageOutput
 from .check_figures import check
 from .check_figures import summary as figures_summary
 from .params import Params, ParamsError, load_params, save_params
+from .preflight import check_before_running, drop_stages_with_nothing_to_do
 from ..data.release import ReleaseError
 from ..data.released_data import needed_files, release_for
 from .report import write_report
-from .stagelog import stage_table
+from .stagelog import Stage, stage_table
+from .stages import BY_NAME, NAMES, derived_are_current
 
 # The papermill chain, in order: each notebook reads what the ones before it wrote (see cache.SPECS).
-STAGES: tuple[str, ...] = ("01_data_prep", "02_activations", "03_scoring", "04_analysis", "05_intervention", "06_translation",
-                          "07_ap_vs_lape")
+STAGES: tuple[str, ...] = NAMES
 
 
 # The kernel warns on every start that it talks to papermill over TCP on localhost without
@@ -65,46 +67,76 @@ def kernel_manager_logging_to(path: Path) -> type:
     return StageKernelManager
 
 
-def run_stages(profile: str, overrides: list[str], stages: tuple[str, ...] = STAGES, kernel: str = "python3") -> RunLayout:
-    import papermill  # heavy import: only once params are known to be good
+def reused_without_kernel(stage: str, p: Params, layout: RunLayout) -> bool:
+    """A stage whose outputs match their key and checksums, and whose figures and tables are the ones it
+    last derived from them, has nothing to do: log it as reused and start no kernel (a cached rerun takes
+    seconds). The notebook would reach the same decision; an unfinished or altered upstream stops here."""
+    if p.force:
+        return False
+    try:
+        cache = StageCache(stage, p, layout, announce=False)
+    except StaleUpstreamError as e:
+        raise StageError(f"{stage} failed: StaleUpstreamError: {e}") from e
+    if not (cache.hit and derived_are_current(stage, layout.root, layout.figures)):
+        return False
+    Stage(stage, layout.root, layout.figures, reused=True).finish(kernel=False)
+    print(f"[{time.strftime('%H:%M:%S')}] {p.profile} {stage}: reused — {cache.reason}; figures unchanged (no kernel started)",
+          flush=True)
+    return True
 
+
+def run_stages(profile: str, overrides: list[str], stages: tuple[str, ...] = STAGES, kernel: str = "python3") -> RunLayout:
     p = load_params(profile, overrides)
     layout = RunLayout.of(p)
     save_params(p, layout.params_file)
     skipped = [s for s in stages if not runs_with(s, p)]
     for stage in skipped:
-        print(f"skipping {stage}: it studies {METHOD_OF_STAGE[stage].upper()}'s units and selection.method={p.selection.method}")
-    stages = fetch_released_files(p, tuple(s for s in stages if s not in skipped))
-    print_plan(p)
+        print(f"skipping {stage}: it studies {BY_NAME[stage].method.upper()}'s units and selection.method={p.selection.method}")
+    stages = drop_stages_with_nothing_to_do(p, tuple(s for s in stages if s not in skipped))
+    stages = fetch_released_files(p, stages)
     os.environ.setdefault("TQDM_MININTERVAL", "10")  # keeps progress bars from flooding saved notebooks
-    for stage in stages:
-        source = paths.NOTEBOOKS_DIR / f"{stage}.ipynb"
-        target = layout.notebooks / f"{stage}.ipynb"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        print(f"[{time.strftime('%H:%M:%S')}] {p.profile} {stage} -> {target}", flush=True)
-        # the kernel's prints and progress bars, live in the terminal (one buffer per stream: their lines do not mix)
-        live, live_err = StageOutput(f"{p.profile} {stage}"), StageOutput(f"{p.profile} {stage}")
-        try:
-            papermill.execute_notebook(
-                str(source), str(target), kernel_name=kernel, cwd=str(paths.NOTEBOOKS_DIR), progress_bar=False,
-                parameters={"profile": profile, "overrides": list(overrides), "params": p.to_dict()},
-                extra_arguments=KERNEL_ARGS, stdout_file=live, stderr_file=live_err,
-                kernel_manager_class=kernel_manager_logging_to(layout.root / "logs" / f"{stage}.kernel.log"),
-            )
-            live.close()
-            live_err.close()
-        except KeyboardInterrupt:
-            raise Interrupted(f"interrupted during {p.profile} {stage}: finished stages and the work saved so far are kept "
-                              f"in {layout.root}; run the same command again to resume") from None
-        except papermill.PapermillExecutionError as e:
-            raise StageError(f"{stage} failed: {e.ename}: {e.evalue.strip()} (full traceback: {target})") from e
-        except Exception as e:  # the kernel died (killed, out of memory) or could not start
-            raise StageError(f"{stage} stopped: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''} "
-                             f"(partial notebook: {target}). Finished work is kept: rerun to resume") from e
+    checked = False
+    for i, stage in enumerate(stages):
+        if reused_without_kernel(stage, p, layout):
+            continue
+        if not checked:  # before the first notebook computes: what the params alone cannot tell, then the cost
+            check_before_running(p, stages[i:])
+            print_plan(p)
+            checked = True
+        run_notebook(stage, p, profile, overrides, layout, kernel)
     print(f"report: {write_report(p, layout)}")
     print(stage_table(layout.root).to_string(index=False))
     print(figures_summary(check(layout.figures, p.scoring.n_per_side, layout.root)))  # make check-figures, in short
     return layout
+
+
+def run_notebook(stage: str, p: Params, profile: str, overrides: list[str], layout: RunLayout, kernel: str) -> None:
+    """Execute notebooks/<stage>.ipynb with papermill into runs/<profile>/notebooks/, its output live in the terminal."""
+    import papermill  # heavy import: only when a notebook runs
+
+    source = paths.NOTEBOOKS_DIR / f"{stage}.ipynb"
+    target = layout.notebooks / f"{stage}.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    print(f"[{time.strftime('%H:%M:%S')}] {p.profile} {stage} -> {target}", flush=True)
+    # the kernel's prints and progress bars, live in the terminal (one buffer per stream: their lines do not mix)
+    live, live_err = StageOutput(f"{p.profile} {stage}"), StageOutput(f"{p.profile} {stage}")
+    try:
+        papermill.execute_notebook(
+            str(source), str(target), kernel_name=kernel, cwd=str(paths.NOTEBOOKS_DIR), progress_bar=False,
+            parameters={"profile": profile, "overrides": list(overrides), "params": p.to_dict()},
+            extra_arguments=KERNEL_ARGS, stdout_file=live, stderr_file=live_err,
+            kernel_manager_class=kernel_manager_logging_to(layout.root / "logs" / f"{stage}.kernel.log"),
+        )
+        live.close()
+        live_err.close()
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted during {p.profile} {stage}: finished stages and the work saved so far are kept "
+                          f"in {layout.root}; run the same command again to resume") from None
+    except papermill.PapermillExecutionError as e:
+        raise StageError(f"{stage} failed: {e.ename}: {e.evalue.strip()} (full traceback: {target})") from e
+    except Exception as e:  # the kernel died (killed, out of memory) or could not start
+        raise StageError(f"{stage} stopped: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''} "
+                         f"(partial notebook: {target}). Finished work is kept: rerun to resume") from e
 
 
 def fetch_released_files(p: Params, stages: tuple[str, ...]) -> tuple[str, ...]:

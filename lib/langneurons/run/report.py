@@ -6,6 +6,7 @@ sections whose files are missing (stages not run) are left out.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -113,6 +114,15 @@ def _comparison_section(p: Params, layout: RunLayout) -> list[str]:
     return parts
 
 
+def _exactness_section(layout: RunLayout) -> list[str]:
+    """Whether the responses are the original code's bit for bit, or within float32 rounding (notebook 02's probe)."""
+    meta = layout.activations / "meta.json"
+    batching = json.loads(meta.read_text()).get("batching") if meta.is_file() else None
+    if not batching:
+        return []
+    return ["## Responses: exact or within rounding\n", f"Activation collection: {batching['line']}.\n"]
+
+
 def _stages_section(layout: RunLayout) -> list[str]:
     """Each stage's wall time and peak memory in the run that made these results (reused: read from the cache)."""
     table = stage_table(layout.root)
@@ -177,7 +187,7 @@ def build_report(p: Params, layout: RunLayout) -> str:
         ex = ex.assign(text=ex["text"].str.slice(0, 160), target=ex["target"].replace("", "(none)"))
         parts += ["## Example generations\n", markdown_table(ex[["condition", "target", "text"]]), ""]
     parts += _comparison_section(p, layout)
-    parts += _paper_section(p, layout) + _stages_section(layout) + _batch_section(layout)
+    parts += _paper_section(p, layout) + _exactness_section(layout) + _stages_section(layout) + _batch_section(layout)
     return "\n".join(parts) + "\n"
 
 

@@ -11,11 +11,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from .atomic import write_json
-from ..model.batching import BatchSize
+from .stages import record_derived
+
+if TYPE_CHECKING:  # torch (under batching) takes seconds to import: only the stages that batch need it
+    from ..model.batching import BatchSize
 
 
 def peak_rss_mib() -> float:
@@ -28,27 +32,43 @@ def peak_rss_mib() -> float:
 class Stage:
     name: str
     run_dir: Path
+    figures_dir: Path | None = None  # paper_figures/<profile>: where the notebook derives its figures (stages.py)
     started: float = field(default_factory=time.perf_counter)
+    wall_started: float = field(default_factory=time.time)  # files modified since then were written by this run
     reused: bool | None = None  # set by the stage's cache: True when its outputs were reused
     batch_sizes: list[BatchSize] = field(default_factory=list)  # recorded with the size actually used
+    notes: dict[str, str] = field(default_factory=dict)  # one-line facts of the run worth keeping (e.g. how it batched)
 
     def batch_size(self, param: str, asked: int, halve_on_oom: bool) -> BatchSize:
         """The stage's batch size for `param`; the log records what was asked and what was used."""
+        from ..model.batching import BatchSize
+
         batch = BatchSize(param, asked, halve_on_oom)
         self.batch_sizes.append(batch)
         return batch
 
-    def finish(self) -> dict:
+    def finish(self, kernel: bool = True) -> dict:
+        """Write the stage's log (and, from a notebook, the checksums of the files it derived).
+
+        kernel=False: `make replicate` found the stage's outputs and derived files current and
+        started no notebook; the wall time and memory are those of that check."""
+        if kernel and self.figures_dir is not None:
+            record_derived(self.name, self.run_dir, self.figures_dir, since=self.wall_started - 1.0)
         path = self.run_dir / "logs" / f"{self.name}.json"
         sizes = {b.param: b.record() for b in self.batch_sizes}
         if self.reused and path.is_file():  # reused outputs: keep the sizes of the run that computed them
             sizes = json.loads(path.read_text()).get("batch_sizes", sizes)
+        notes = self.notes
+        if self.reused and path.is_file():  # likewise the notes of the run that computed them
+            notes = json.loads(path.read_text()).get("notes", notes)
         record = {"stage": self.name, "wall_s": round(time.perf_counter() - self.started, 2),
-                  "peak_rss_mib": round(peak_rss_mib(), 1), "reused": self.reused, "batch_sizes": sizes}
+                  "peak_rss_mib": round(peak_rss_mib(), 1), "reused": self.reused, "kernel": kernel,
+                  "batch_sizes": sizes, "notes": notes}
         write_json(path, record)
         halved = [f"{b.param} halved to {b.used} (asked {b.asked})" for b in self.batch_sizes if b.used != b.asked]
-        print(f"stage {self.name}: {record['wall_s']} s, peak RSS {record['peak_rss_mib']} MiB"
-              + (f"; {', '.join(halved)}" if halved else ""))
+        if kernel:
+            print(f"stage {self.name}: {record['wall_s']} s, peak RSS {record['peak_rss_mib']} MiB"
+                  + (f"; {', '.join(halved)}" if halved else ""))
         return record
 
 

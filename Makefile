@@ -19,7 +19,8 @@ setup: $(VENV)/.installed ## Create .venv and install everything (torch 2.13.0 f
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install torch==2.13.0 $(TORCH_PIP)
-	$(PY) -m pip install -e ".[test,course]"
+	$(PY) -m pip install uv  # installs the rest in seconds where pip takes minutes; keeps the torch above
+	$(VENV)/bin/uv pip install --python $(PY) -e ".[test,course]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (langneurons)"
 	touch $@
 
@@ -57,8 +58,11 @@ grade: $(VENV)/.installed ## Grade every notebook in SUBMISSIONS=<folder> (otter
 	@test -n "$(SUBMISSIONS)" || { echo "make grade: name the folder, e.g. make grade SUBMISSIONS=~/submissions/a1" >&2; exit 2; }
 	$(PY) -m langneurons.course.grade "$(SUBMISSIONS)" $(if $(TIME_LIMIT),--time-limit $(TIME_LIMIT)) $(if $(CELL_TIME_LIMIT),--cell-time-limit $(CELL_TIME_LIMIT)) $(if $(JOBS),--jobs $(JOBS))
 
-test: $(VENV)/.installed ## Run the test suite
-	$(PY) -m pytest -q
+test: $(VENV)/.installed ## Run the whole test suite (two workers; ~8 minutes on 2 cores)
+	$(PY) -m pytest -q -n 2 --dist loadgroup
+
+test-fast: $(VENV)/.installed ## The inner loop: every test that starts no kernel, notebook, pipeline, training or benchmark
+	$(PY) -m pytest -q -m "not slow"
 
 lab: $(VENV)/.installed ## Open the notebooks in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks/
@@ -72,4 +76,4 @@ lock: $(VENV)/.installed ## Write requirements-lock.txt: the exact versions this
 clean-runs: ## Delete run outputs (runs/)
 	rm -rf runs/
 
-.PHONY: help setup tiny-model verify-model replicate replicate-paper data plan paper-numbers check-figures assignments grade bench check-params test lab lock clean-runs
+.PHONY: help setup tiny-model verify-model replicate replicate-paper data plan paper-numbers check-figures assignments grade bench check-params test test-fast lab lock clean-runs

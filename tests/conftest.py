@@ -32,6 +32,19 @@ SENTENCES: dict[str, list[str]] = {
 ALL_SENTENCES = [s for lang in LANGUAGES for s in SENTENCES[lang]]
 
 
+@pytest.fixture(autouse=True)
+def _fast_tests_start_no_kernel(request, monkeypatch):
+    """`make test-fast` leaves out the tests marked slow; a test that is not may not start a Jupyter kernel."""
+    if request.node.get_closest_marker("slow"):
+        return
+    from jupyter_client.provisioning.local_provisioner import LocalProvisioner
+
+    async def refuse(*args, **kwargs):
+        raise RuntimeError(f"{request.node.nodeid} starts a Jupyter kernel: mark it @pytest.mark.slow")
+
+    monkeypatch.setattr(LocalProvisioner, "launch_kernel", refuse)
+
+
 @pytest.fixture(scope="session")
 def tiny(request):
     """Factory: (model, tokenizer) of a family, cached per family for the session."""
@@ -106,3 +119,13 @@ def shared_sense() -> Path:
     if not (SHARED_SENSE / "en.json").is_file():
         pytest.skip(f"released sentence sets not found at {SHARED_SENSE}")
     return SHARED_SENSE
+
+
+@pytest.fixture(scope="session")
+def shared(release_mirror, tmp_path_factory):
+    """The session's one `make replicate-paper` run (shared_runs.py): read its outputs, never write them.
+
+    Every test that uses it is in the xdist group "pipeline", so it is built once per test session."""
+    from shared_runs import run_shared
+
+    return run_shared(tmp_path_factory.mktemp("shared"))

@@ -15,14 +15,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import ALL_SENTENCES, write_official_dir
+from conftest import ALL_SENTENCES
 from families import FAMILIES, build, save
 from langneurons.model.activations import MeanPoolHooks, mean_responses, pad_id_of
 from langneurons.control.generation import GenerationError, start_ids
 from langneurons.control.intervention import force_units
 from langneurons.model.moe import experts_hooked
 from langneurons.run.params import load_params
-from langneurons.run.pipeline import run_stages
 from langneurons.run.plan import format_plan, make_plan
 from langneurons.model.units import EXPERTS, ROUTER, find_blocks, find_linear_modules, part_labels, units_table
 
@@ -271,18 +270,12 @@ def test_expert_units_respond_to_every_text(name: str):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("pipeline")
 @pytest.mark.parametrize("name", ["qwen2", "mixtral"])  # a dense family without BOS token, and a mixture of experts
-def test_notebooks_01_to_05(name: str, tmp_path: Path):
-    model_dir = save(name, tmp_path / "model")
-    sense = write_official_dir(tmp_path / "sense", n_pos=6, n_neg_per_lang=4)
-    overrides = [f"model.path={model_dir}", "data.source=official", f"data.official_path={sense}", "model.device=cpu",
-                 f"output_root={tmp_path / 'runs'}", f"figures_root={tmp_path / 'figs'}", "languages=en,de,zh",
-                 "scoring.n_per_side=20", "activations.batch_size=4", "generation.n_samples=4", "generation.batch_size=2",
-                 "generation.max_new_tokens=6", "intervention.sweep=2"]
-    if FAMILIES[name].moe:  # LAPE needs one FFN activation per block: a mixture of experts runs AP only
-        overrides.append("selection.method=ap")
-    run = run_stages("tiny", overrides, stages=("01_data_prep", "02_activations", "03_scoring", "04_analysis",
-                                                "05_intervention")).root
+def test_notebooks_01_to_05(name: str, shared):
+    """The shared run's `qwen2` and `mixtral` profiles (shared_runs.py): notebooks 01-05, AP only."""
+    run, figs = shared.run(name), shared.figs(name)
+    assert not (run / "notebooks" / "06_translation.ipynb").exists()  # translation.tasks {}: skipped
     units = pd.read_parquet(run / "activations" / "units.parquet")
     model, _ = model_of(name)
     assert len(units) == sum(FAMILIES[name].units(model.config).values()) * 2
@@ -291,7 +284,7 @@ def test_notebooks_01_to_05(name: str, tmp_path: Path):
     assert scores["ap"].between(0, 1).all() and scores["on_p50"].notna().all()
     gens = pd.read_parquet(run / "generations" / "unconditional.parquet")
     assert len(gens) == 4 * (1 + 3 * 4) and gens["text"].str.len().gt(0).any()
-    kinds = pd.read_csv(tmp_path / "figs" / "tiny" / "layer_kinds.csv")
+    kinds = pd.read_csv(figs / "layer_kinds.csv")
     if name == "mixtral":
         assert units.query("expert >= 0")["kind"].unique().tolist() == ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
         assert any("experts" in c for c in kinds.columns)

@@ -71,6 +71,7 @@ def test_sources_are_clean_masters():
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
 
 
+@pytest.mark.xdist_group("course")
 def test_build_layout_and_same_bytes_twice(dist: Path, tmp_path: Path):
     for master in build.masters():
         build.build_one(master, tmp_path)
@@ -90,6 +91,8 @@ def test_build_layout_and_same_bytes_twice(dist: Path, tmp_path: Path):
         assert solved.is_file()
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("course")
 def test_students_notebooks_run_as_handed_out(dist: Path, tmp_path: Path):
     """Student mode (public tests from the notebook itself, no grader): top to bottom without an exception."""
     for name in NAMES:
@@ -122,6 +125,8 @@ def graded(dist: Path, tmp_path_factory) -> tuple[Path, pd.DataFrame]:
     return folder, grade.grade_folder(folder, dist, time_limit=300, cell_limit=30, jobs=2)  # 30 s: slow CI machines too (~5 s here)
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("course")
 def test_grades_csv(graded):
     folder, table = graded
     on_disk = pd.read_csv(folder / "grades.csv")
@@ -132,6 +137,8 @@ def test_grades_csv(graded):
     assert (folder / grade.LOG_DIR / "a1_responses-solved.log").is_file()
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("course")
 def test_solved_notebooks_score_full_marks(graded):
     _, table = graded
     solved = table[table["notebook"].str.endswith("-solved.ipynb")]
@@ -140,6 +147,8 @@ def test_solved_notebooks_score_full_marks(graded):
         assert row.status == "ok" and row.max_score > 0 and row.score == row.max_score, row
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("course")
 def test_blank_notebooks_run_and_score_zero(graded):
     folder, table = graded
     blank = table[table["notebook"].str.endswith("-blank.ipynb")]
@@ -149,6 +158,8 @@ def test_blank_notebooks_run_and_score_zero(graded):
     assert len(rows) >= 2 * len(NAMES) - 1 and (rows["score"] == 0).all(), rows.to_string()
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("course")
 def test_broken_submission_is_reported_and_keeps_what_it_earned(graded):
     _, table = graded
     bob = table.set_index("notebook").loc["bob.ipynb"]
@@ -160,6 +171,8 @@ def test_broken_submission_is_reported_and_keeps_what_it_earned(graded):
     assert "cell time limit" in bob["status"]
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("course")
 def test_unreadable_and_unknown_notebooks(graded):
     _, table = graded
     rows = table.set_index("notebook")
@@ -169,6 +182,8 @@ def test_unreadable_and_unknown_notebooks(graded):
     assert rows.loc["stray.ipynb", "status"].startswith("unknown assignment")
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("course")
 def test_time_limit_stops_a_notebook_that_ignores_the_cell_limit(dist: Path, tmp_path: Path):
     solved = dist / "a1_responses" / "autograder" / "a1_responses.ipynb"
     stuck = _with_cells(solved, 1, "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass")
@@ -202,6 +217,7 @@ def test_guard_protects_only_the_graders_files(tmp_path: Path):
     assert json.loads((tmp_path / "log.jsonl").read_text())["kind"] == "error"
 
 
+@pytest.mark.xdist_group("course")
 def test_question_points_and_assignment_matching(dist: Path):
     points = grade.question_points(dist / "a1_responses" / "autograder" / build.AUTOGRADER_ZIP)
     assert points == {"q1": 3.0, "q2": 5.0}

@@ -13,6 +13,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, extra", [("ap", ["--repeats", "1"]), ("activations", ["--models", "xglm", "--repeats", "1"]),
                                          ("generation", ["--models", "xglm", "--repeats", "1"]), ("scale", ["--dir", "{tmp}"]),
                                          ("lape", ["--models", "xglm", "--repeats", "1"])])

@@ -1,4 +1,4 @@
-"""The `files` source: any language from a folder of <code>.txt files, through notebooks 01-05 and 07 (AP vs LAPE).
+"""The `files` source: any language from a folder of <code>.txt files, through notebooks 01-07 (the shared run).
 
 Eight languages: the six of the paper (sentences of the bundled corpus) and two written here,
 Italian (lid.176 knows it) and Toki Pona (lid.176 has no label for it: its generation rate cannot
@@ -13,41 +13,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from langneurons.data.corpus import heldout_sentences, sentences
 from langneurons.data.files_source import load_files
-from langneurons.data.languages import LANGUAGES, language_name
+from langneurons.data.languages import language_name
 from langneurons.data.textsets import DataError
 from langneurons.run.params import ParamsError, load_params
-from langneurons.run.pipeline import run_stages
-
-ITALIAN = [
-    "Il gatto dorme sul tetto caldo della vecchia casa.", "Ogni mattina prendo il treno per andare al lavoro.",
-    "La biblioteca del paese apre alle nove e chiude a mezzogiorno.", "Mia nonna prepara la pasta fresca la domenica.",
-    "Il fiume scorre lentamente accanto al vecchio mulino.", "Abbiamo camminato sotto la pioggia fino alla stazione.",
-    "Leggere un buon libro rende le serate più brevi.", "I bambini giocano nel cortile dopo la scuola.",
-    "Il mercato del sabato è pieno di frutta e verdura.", "Domani andremo al mare se il tempo lo permette.",
-    "La cena è pronta, venite a tavola prima che si raffreddi.", "Questa città è famosa per le sue piazze e le sue chiese.",
-    "Il medico mi ha consigliato di dormire di più.", "Durante l'inverno le montagne sono coperte di neve.",
-    "Ho dimenticato le chiavi di casa sul tavolo della cucina.", "Gli studenti preparano l'esame di storia con impegno.",
-]
-TOKI_PONA = [
-    "soweli lili li lape lon tomo seli.", "mi tawa tomo pali kepeken tomo tawa.", "jan lili li musi lon ma kasi.",
-    "telo suli li tawa poka tomo pi pan.", "mi moku e kili lon tenpo suno ale.", "ona li lukin e lipu pona lon tenpo pimeja.",
-    "sina wile ala wile moku e pan suwi?", "kon li tawa wawa lon nena suli.", "jan pona mi li toki e toki sin.",
-    "waso li kalama musi lon kasi suli.", "mi pilin pona tan ni: sina kama.", "tenpo pimeja la mun li suno lili.",
-    "mama mi li pali e moku pona.", "jan ale li kama lon tomo mi lon tenpo ni.", "mi sona ala e nimi pi ma ni.",
-    "ilo sona li pali ala tan ni: ona li jo ala e wawa.",
-]
-ALL8 = [*LANGUAGES, "it", "tok"]
-
-
-def write_folder(root: Path, per_language: int = 16) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for lang in LANGUAGES:
-        (root / f"{lang}.txt").write_text("\n".join(sentences(lang)[:per_language]) + "\n", encoding="utf-8")
-    (root / "it.txt").write_text("\n".join(ITALIAN[:per_language]) + "\n\n   \n" + ITALIAN[0] + "\n", encoding="utf-8")
-    (root / "tok.txt").write_text("\n".join(TOKI_PONA[:per_language]) + "\n", encoding="utf-8")
-    return root
+from shared_runs import ALL8, HELDOUT_EXTRA, write_folder
 
 
 @pytest.fixture(scope="module")
@@ -94,32 +64,11 @@ def test_params_accept_codes_the_folder_has(folder: Path):
     assert language_name("tok") == "Toki Pona" and language_name("qq") == "qq"
 
 
-HELDOUT_EXTRA = {  # held-out texts of the two languages outside the paper's six, never in the sets
-    "it": ["Il treno per Milano parte alle sette e mezza.", "La nostra vicina coltiva pomodori sul balcone.",
-           "Dopo cena facciamo sempre una passeggiata in centro."],
-    "tok": ["mi lukin e waso lon sewi.", "jan lili li moku e kili suwi.", "sina kama tawa tomo mi lon tenpo suno ni."],
-}
-
-
-def write_heldout(root: Path) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for lang in LANGUAGES:
-        (root / f"{lang}.txt").write_text("\n".join(heldout_sentences(lang)[:3]) + "\n", encoding="utf-8")
-    for lang, texts in HELDOUT_EXTRA.items():
-        (root / f"{lang}.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
-    return root
-
-
 @pytest.mark.slow
-def test_eight_languages_through_notebooks_01_to_05_and_07(folder: Path, tmp_path: Path):
-    overrides = [f"comparison.heldout_path={write_heldout(tmp_path / 'heldout')}",
-                 "data.source=files", f"data.files.path={folder}", "data.files.n_positive=12",
-                 "data.files.n_negative_per_language=3", f"languages={','.join(ALL8)}", f"output_root={tmp_path / 'runs'}",
-                 f"figures_root={tmp_path / 'figs'}", "scoring.n_per_side=20", "generation.n_samples=4",
-                 "generation.batch_size=4", "generation.max_new_tokens=8", "intervention.sweep=1,20"]
-    layout = run_stages("tiny", overrides, stages=("01_data_prep", "02_activations", "03_scoring", "04_analysis",
-                                                    "05_intervention", "07_ap_vs_lape"))
-    run, figs = layout.root, tmp_path / "figs" / "tiny"
+@pytest.mark.xdist_group("pipeline")
+def test_eight_languages_through_the_notebooks(shared):
+    """The shared run's `chain` profile reads a files folder of eight languages (shared_runs.py)."""
+    run, figs = shared.run("chain"), shared.figs("chain")
     sets = pd.read_parquet(run / "data" / "sets.parquet")
     assert sorted(sets.target.unique()) == sorted(ALL8)
     for lang in ALL8:

@@ -189,6 +189,7 @@ collect_activations(model, tok, texts, Path({out!r}), seq_len=64, batch_size=3, 
 """
 
 
+@pytest.mark.slow
 def test_killed_pass_resumes_to_the_same_counts(tmp_path: Path):
     tests = str(Path(__file__).parent)
     script = _KILLED.format(tests=tests, out=str(tmp_path / "out"), work=str(tmp_path / "work"))

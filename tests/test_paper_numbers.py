@@ -18,9 +18,9 @@ from langneurons.run import paper_numbers
 from langneurons.data.languages import LANGUAGES
 from langneurons.run.layout import RunLayout
 from langneurons.model.manifest import sha256
-from langneurons.run.paper_numbers import RELEASE_MODELS, parse_path, run
+from langneurons.run.paper_numbers import RELEASE_MODELS, parse_path
 from langneurons.run.params import load_params
-from langneurons.data.release import Entry, Release, generation_files, load_manifest, translation_file
+from langneurons.data.release import Entry, generation_files, load_manifest, translation_file
 from langneurons.run.report import build_report
 from langneurons.data.textsets import DataError
 from langneurons.control.translation import build_prompt
@@ -75,11 +75,20 @@ def fake_release(tmp_path_factory) -> tuple[Path, dict[str, Entry]]:
 
 
 @pytest.fixture(scope="module")
-def scored(fake_release, tmp_path_factory) -> tuple[paper_numbers.PaperNumbers, Path]:
+def scored(fake_release, tmp_path_factory) -> tuple[Path, str]:
+    """One `make paper-numbers` (the CLI) on the made-up release: (output folder, what it printed)."""
+    import contextlib
+    import io
+
     root, manifest = fake_release
     out = tmp_path_factory.mktemp("figures") / "paper"
-    release = Release(url=str(root), cache_dir=tmp_path_factory.mktemp("cache"), manifest=manifest, progress=False)
-    return run(release, out), out
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(printed):
+        mp.setattr(paper_numbers, "load_manifest", lambda: manifest)
+        code = paper_numbers.main(["--url", f"file://{root}", "--cache-dir", str(tmp_path_factory.mktemp("cache")),
+                                   "--out", str(out)])
+    assert code == 0
+    return out, printed.getvalue()
 
 
 def test_file_names_are_parsed():
@@ -99,8 +108,11 @@ def test_file_names_are_parsed():
     assert all(sum(f.model == m for f in files) == 73 for m in RELEASE_MODELS)
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("paper_numbers")
 def test_released_scores_one_row_per_file(scored):
-    numbers, out = scored
+    out, printed = scored
+    assert "scored 584 released files" in printed
     table = pd.read_csv(out / "released_scores.csv", keep_default_na=False)
     assert list(table.columns) == ["model", "lang", "task", "n_units", "selection", "target_rate", "bleu"]
     assert len(table) == 584 and set(table.model) == set(RELEASE_MODELS)
@@ -119,8 +131,10 @@ def test_released_scores_one_row_per_file(scored):
     assert unforced.target_rate.astype(float).eq(0.0).all() and (unforced.bleu.astype(float) < 50).all()
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("paper_numbers")
 def test_paper_figures_and_means(scored):
-    numbers, out = scored
+    out, _ = scored
     means = pd.read_csv(out / "mean_rates.csv")
     assert means.target.tolist() == list(LANGUAGES)
     assert means["none"].eq(10.0).all() and means["both"].eq(75.0).all() and means["models"].eq(8).all()
@@ -129,14 +143,17 @@ def test_paper_figures_and_means(scored):
             assert (out / f"{fig}-{model}.png").stat().st_size > 1000
     page = (out / "README.md").read_text()
     assert "## Llama-2-13b-hf" in page and "fig6_translation-xglm-564M.png" in page
-    rates = numbers.rates[numbers.rates.model == "bloom-560m"]  # in our rates layout: none, N sweep, top, bottom
+    rates = pd.read_csv(out / "fig3_5_target_rates.csv", keep_default_na=False)
+    rates = rates[rates.model == "bloom-560m"]  # in our rates layout: none, N sweep, top, bottom
     sweep = rates[(rates.condition == "both") & (rates.target == "de")].sort_values("n_top")
     assert sweep.n_top.tolist() == [1, 10, 100, 1000, 10000, 100000]
     assert sweep.target_rate.tolist() == [0.0, 25.0, 50.0, 75.0, 100.0, 100.0]
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("paper_numbers")
 def test_report_shows_the_papers_numbers_beside_the_run(scored, tmp_path: Path):
-    _, out = scored
+    out, _ = scored
     p = load_params("xglm-564M", [f"figures_root={out.parent}", f"output_root={tmp_path / 'runs'}"], check_files=False)
     layout = RunLayout.of(p)
     layout.figures.mkdir(parents=True)
@@ -152,14 +169,9 @@ def test_report_shows_the_papers_numbers_beside_the_run(scored, tmp_path: Path):
     assert "Beside the paper" not in build_report(tiny, RunLayout.of(tiny))  # not one of the paper's models
 
 
-def test_cli(fake_release, tmp_path: Path, monkeypatch, capsys):
-    root, manifest = fake_release
-    monkeypatch.setattr(paper_numbers, "load_manifest", lambda: manifest)
-    code = paper_numbers.main(["--url", f"file://{root}", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "paper")])
-    assert code == 0
-    printed = capsys.readouterr().out
-    assert "scored 584 released files" in printed and (tmp_path / "paper" / "released_scores.csv").is_file()
-    # a release missing its files: one line naming make data and LANGNEURONS_RELEASE_URL, exit 2
+def test_cli_without_the_files(tmp_path: Path, capsys):
+    """A release missing its files: one line naming make data and LANGNEURONS_RELEASE_URL, exit 2 (the
+    successful CLI run is the `scored` fixture)."""
     code = paper_numbers.main(["--url", str(tmp_path / "empty"), "--cache-dir", str(tmp_path / "cache2"),
                                "--out", str(tmp_path / "paper2")])
     err = capsys.readouterr().err

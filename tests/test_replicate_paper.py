@@ -5,81 +5,67 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import ALL_SENTENCES, write_official_dir
-from langneurons.model.tiny import build_and_save
+from shared_runs import FINISHED
 from langneurons.run.params import ParamsError, load_params
 from langneurons.run.progress import StageOutput
 from langneurons.run.replicate_paper import main
 
-STAGES = "01_data_prep,02_activations,03_scoring,04_analysis,05_intervention"
-MODELS = [("xglm", 2), ("llama", 3), ("gpt2", 1)]  # three families, three depths
-
-
-def write_profiles(root: Path) -> list[str]:
-    sense = write_official_dir(root / "sense", n_pos=6, n_neg_per_lang=4)
-    profiles = []
-    for family, layers in MODELS:
-        model = build_and_save(root / f"model_{family}", family, ALL_SENTENCES * 3, vocab_size=300, seed=0,
-                               d_model=32, layers=layers, heads=4, ffn=64)
-        profile = {"description": f"tiny random {family}, {layers} blocks", "languages": ["en", "de", "zh"],
-                   "model": {"path": str(model), "device": "cpu"},
-                   "data": {"source": "official", "official_path": str(sense)},
-                   "activations": {"batch_size": 4}, "scoring": {"n_per_side": 5}, "intervention": {"sweep": [1, 1000]},
-                   "generation": {"n_samples": 3, "batch_size": 3, "max_new_tokens": 5},
-                   "selection": {"method": "ap"}}
-        path = root / f"tiny_{family}.yaml"
-        path.write_text(yaml.safe_dump(profile))
-        profiles.append(str(path))
-    broken = root / "model_broken"
-    broken.mkdir()
-    (broken / "config.json").write_text("{}")  # a model directory that does not load
-    bad = yaml.safe_load(Path(profiles[0]).read_text()) | {"model": {"path": str(broken), "device": "cpu"}}
-    (root / "tiny_broken.yaml").write_text(yaml.safe_dump(bad))
-    return [profiles[0], str(root / "tiny_broken.yaml"), *profiles[1:]]
 
 
 @pytest.mark.slow
-def test_profiles_in_turn_with_a_failure_progress_and_reuse(tmp_path: Path, capsys):
-    profiles = write_profiles(tmp_path)
-    where = f"output_root={tmp_path / 'runs'} figures_root={tmp_path / 'figs'}"
-    args = ["--profiles", " ".join(profiles), "--set", where, "--stages", STAGES]
-    assert main(args) == 1  # one profile failed
-    out = capsys.readouterr().out
-    assert re.search(r"tiny_broken\s+failed: StageError: 02_activations failed", out)
-    for family, _ in MODELS:
-        assert re.search(rf"tiny_{family}\s+done", out)
+@pytest.mark.xdist_group("pipeline")
+def test_profiles_in_turn_with_a_failure_progress_and_figures(shared):
+    """The shared run is make replicate-paper over four profiles (shared_runs.py), one of them broken."""
+    assert shared.exit_code == 1  # one profile failed
+    out = shared.printed
+    assert re.search(r"broken\s+failed: StageError: 02_activations failed", out)
+    for name in FINISHED:
+        assert re.search(rf"{name}\s+done", out)
     assert "3 of 4 profiles succeeded" in out
     # live progress from inside the kernels: the stage's prefix, the bar with its rate
-    assert "  tiny_llama 02_activations | activations: 100%" in out and "text/s]" in out
-    assert "  tiny_gpt2 05_intervention | generation: 100%" in out
+    assert "  qwen2 02_activations | activations: 100%" in out and "text/s]" in out
+    assert "  mixtral 05_intervention | generation: 100%" in out
     # the multi-model figures: every finished profile, the failed one listed as missing
-    figs = tmp_path / "figs" / "all"
+    figs = shared.figures / "all"
     dist = pd.read_csv(figs / "layer_distribution.csv")
     rates = pd.read_csv(figs / "main_rates.csv")
-    assert set(dist.profile) == set(rates.profile) == {f"tiny_{f}" for f, _ in MODELS}
-    assert dist.groupby("profile").block.max().to_dict() == {f"tiny_{f}": n - 1 for f, n in MODELS}
-    assert len(rates) == 3 * 3 and set(pd.read_csv(figs / "overlap_summary.csv").side) == {"top", "bottom"}
+    assert set(dist.profile) == set(rates.profile) == set(FINISHED)
+    blocks = {name: json.loads((shared.run(name) / "activations" / "meta.json").read_text())["n_blocks"] for name in FINISHED}
+    assert dist.groupby("profile").block.max().to_dict() == {name: n - 1 for name, n in blocks.items()}
+    assert len(rates) == 7 + 3 + 3 and set(pd.read_csv(figs / "overlap_summary.csv").side) == {"top", "bottom"}
     for stem in ("all_fig1_layer_distribution", "all_fig2_overlap", "all_fig3_target_rate", "all_fig4_rate_vs_n",
                  "all_fig5_top_bottom_both", "all_fig6_translation"):
         assert (figs / f"{stem}.png").stat().st_size > 1000
     readme = (figs / "README.md").read_text()
-    assert "| tiny_broken | missing (not run yet) | failed: StageError: 02_activations failed" in readme
+    assert "| broken | missing (not run yet) | failed: StageError: 02_activations failed" in readme
     # each profile's report carries its stage table
-    assert "## Stages" in (tmp_path / "figs" / "tiny_xglm" / "README.md").read_text()
-    # a rerun of the finished profiles reuses every stage
-    args[1] = " ".join(p for p in profiles if "broken" not in p)
+    assert "## Stages" in (shared.figs("qwen2") / "README.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("pipeline")
+def test_a_rerun_reuses_every_stage_without_a_kernel(shared, tmp_path: Path, capsys):
+    """The finished profiles again, on a copy of the shared run's folders: every stage reused, no notebook started."""
+    runs, figures = tmp_path / "runs", tmp_path / "figs"
+    shutil.copytree(shared.runs, runs)
+    shutil.copytree(shared.figures, figures)
+    args = ["--profiles", " ".join(str(shared.profiles[n]) for n in FINISHED), "--set",
+            f"output_root={runs} figures_root={figures}"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    for family, _ in MODELS:
-        assert re.search(rf"tiny_{family}\s+reused", out) and not re.search(rf"tiny_{family}\s+done", out)
-    log = json.loads((tmp_path / "runs" / "tiny_gpt2" / "logs" / "02_activations.json").read_text())
-    assert log["reused"] is True
+    for name in FINISHED:
+        assert re.search(rf"{name}\s+reused", out) and not re.search(rf"{name}\s+done", out)
+    assert not re.search(r"\] \w+ \d\d_\w+ -> ", out)  # no notebook was started
+    for name in FINISHED:
+        for log in (runs / name / "logs").glob("*.json"):
+            record = json.loads(log.read_text())
+            assert record["reused"] is True and record["notebook_engine"] is None, log
 
 
 def test_stage_output_prints_lines_and_bar_refreshes(capsys):
@@ -107,8 +93,10 @@ def test_profiles_by_path_and_paper_list(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_in_one_line_and_leaves_no_kernel(tmp_path: Path):
-    """SIGINT to the whole process group, as Ctrl-C in a terminal sends it, while a stage runs."""
+@pytest.mark.parametrize("engine", ["kernel", "inprocess"])
+def test_ctrl_c_stops_in_one_line_and_leaves_no_kernel(engine: str, tmp_path: Path):
+    """SIGINT to the whole process group, as Ctrl-C in a terminal sends it, while a stage runs (in its
+    own kernel, or in the pipeline's process)."""
     import os
     import signal
     import subprocess
@@ -117,7 +105,7 @@ def test_ctrl_c_stops_in_one_line_and_leaves_no_kernel(tmp_path: Path):
     import psutil
 
     cmd = [sys.executable, "-m", "langneurons.run.pipeline", "--profile", "tiny", "--stages", "01_data_prep,02_activations",
-           "--set", f"output_root={tmp_path / 'runs'} figures_root={tmp_path / 'figs'}"]
+           "--set", f"output_root={tmp_path / 'runs'} figures_root={tmp_path / 'figs'} notebook_engine={engine}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
@@ -126,7 +114,7 @@ def test_ctrl_c_stops_in_one_line_and_leaves_no_kernel(tmp_path: Path):
         if "02_activations | activations:" in line:
             break
     kernels = psutil.Process(proc.pid).children(recursive=True)
-    assert kernels  # the stage's kernel, in its own session
+    assert bool(kernels) == (engine == "kernel")  # the stage's kernel, in its own session
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, "".join(seen)[-2000:] + err[-2000:]

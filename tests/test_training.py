@@ -23,6 +23,7 @@ def _train(out: Path) -> str:
     return done.stdout
 
 
+@pytest.mark.slow
 def test_training_script_quick_run_is_deterministic(tmp_path: Path):
     log = _train(tmp_path / "a")
     assert "final loss" in log

@@ -33,7 +33,7 @@ def setup(stage: str, profile: str, overrides: list[str], params: dict[str, Any]
     print(f"profile {p.profile}: {p.description}")
     print(f"model {p.model.path or p.model.id} | data {p.data.source} | languages {','.join(p.languages)}")
     print(f"outputs in {layout.root}")
-    return p, layout, Stage(stage, layout.root, layout.figures)
+    return p, layout, Stage(stage, layout.root, layout.figures, engine=p.notebook_engine)
 
 
 def stage_cache(stage: Stage, p: Params, layout: RunLayout) -> StageCache:

@@ -30,6 +30,7 @@ DEVICES = ("cpu", "cuda", "mps", "auto")
 STORAGE_DTYPES = ("float32", "float16")
 FORCE_VALUES = ("on_p50", "on_p90", "off_mean", "off_p50", "zero")
 SELECTION_METHODS = ("ap", "lape", "both")
+NOTEBOOK_ENGINES = ("kernel", "inprocess")
 
 
 class ParamsError(ValueError):
@@ -177,6 +178,7 @@ class Params:
     seed: int  # global seed for anything random not covered by a more specific seed
     force: bool  # recompute every stage even when its cached outputs match (make replicate FORCE=1)
     halve_batch_on_oom: bool  # out of memory: halve the batch size and continue (false: stop with an error)
+    notebook_engine: str  # kernel: each notebook in a Jupyter kernel of its own | inprocess: in make replicate's process
     paper_model: str | None  # the model's folder in the original release (e.g. xglm-564M): report shows the paper's numbers beside ours
     output_root: str  # runs go to <output_root>/<profile>/
     figures_root: str  # paper figures go to <figures_root>/<profile>/
@@ -428,6 +430,7 @@ def check(p: Params, check_files: bool = True) -> None:
         raise ParamsError(f"param 'generation.top_p' = {p.generation.top_p} must lie in (0, 1] (1.0 = no nucleus sampling, the paper's)")
     _one_of("intervention.value", p.intervention.value, FORCE_VALUES)
     _one_of("selection.method", p.selection.method, SELECTION_METHODS)
+    _one_of("notebook_engine", p.notebook_engine, NOTEBOOK_ENGINES)
     for key in ("top_rate", "filter_rate", "activation_bar_ratio"):
         value = getattr(p.selection.lape, key)
         if not 0 < value < 1:

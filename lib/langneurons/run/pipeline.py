@@ -79,7 +79,7 @@ def reused_without_kernel(stage: str, p: Params, layout: RunLayout) -> bool:
         raise StageError(f"{stage} failed: StaleUpstreamError: {e}") from e
     if not (cache.hit and derived_are_current(stage, layout.root, layout.figures)):
         return False
-    Stage(stage, layout.root, layout.figures, reused=True).finish(kernel=False)
+    Stage(stage, layout.root, layout.figures, reused=True).finish(notebook=False)
     print(f"[{time.strftime('%H:%M:%S')}] {p.profile} {stage}: reused — {cache.reason}; figures unchanged (no kernel started)",
           flush=True)
     return True
@@ -111,7 +111,8 @@ def run_stages(profile: str, overrides: list[str], stages: tuple[str, ...] = STA
 
 
 def run_notebook(stage: str, p: Params, profile: str, overrides: list[str], layout: RunLayout, kernel: str) -> None:
-    """Execute notebooks/<stage>.ipynb with papermill into runs/<profile>/notebooks/, its output live in the terminal."""
+    """Execute notebooks/<stage>.ipynb with papermill into runs/<profile>/notebooks/, its output live in the terminal,
+    in a Jupyter kernel of its own or in this process (param notebook_engine)."""
     import papermill  # heavy import: only when a notebook runs
 
     source = paths.NOTEBOOKS_DIR / f"{stage}.ipynb"
@@ -119,13 +120,19 @@ def run_notebook(stage: str, p: Params, profile: str, overrides: list[str], layo
     target.parent.mkdir(parents=True, exist_ok=True)
     print(f"[{time.strftime('%H:%M:%S')}] {p.profile} {stage} -> {target}", flush=True)
     # the kernel's prints and progress bars, live in the terminal (one buffer per stream: their lines do not mix)
-    live, live_err = StageOutput(f"{p.profile} {stage}"), StageOutput(f"{p.profile} {stage}")
+    live, live_err = StageOutput(f"{p.profile} {stage}", sys.stdout), StageOutput(f"{p.profile} {stage}", sys.stdout)
+    if p.notebook_engine == "inprocess":  # in this process (inprocess.py); the same outputs, no kernel start
+        from .inprocess import NAME
+
+        engine = {"engine_name": NAME}
+    else:  # a Jupyter kernel of its own, which writes its own stderr to logs/<stage>.kernel.log
+        engine = {"kernel_name": kernel, "extra_arguments": KERNEL_ARGS,
+                  "kernel_manager_class": kernel_manager_logging_to(layout.root / "logs" / f"{stage}.kernel.log")}
     try:
         papermill.execute_notebook(
-            str(source), str(target), kernel_name=kernel, cwd=str(paths.NOTEBOOKS_DIR), progress_bar=False,
+            str(source), str(target), cwd=str(paths.NOTEBOOKS_DIR), progress_bar=False,
             parameters={"profile": profile, "overrides": list(overrides), "params": p.to_dict()},
-            extra_arguments=KERNEL_ARGS, stdout_file=live, stderr_file=live_err,
-            kernel_manager_class=kernel_manager_logging_to(layout.root / "logs" / f"{stage}.kernel.log"),
+            stdout_file=live, stderr_file=live_err, **engine,
         )
         live.close()
         live_err.close()

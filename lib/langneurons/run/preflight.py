@@ -78,7 +78,10 @@ def _check_start_token(p: Params) -> None:
 
     from ..control.generation import GenerationError, start_ids
 
-    tokenizer = AutoTokenizer.from_pretrained(str(paths.resolve(p.model.path)), trust_remote_code=p.model.trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(paths.resolve(p.model.path)), trust_remote_code=p.model.trust_remote_code)
+    except Exception:  # noqa: BLE001 - a model that does not load: stage 02 loads it and says why, in one line
+        return
     try:
         start_ids(tokenizer, p.generation.start)
     except GenerationError as e:

@@ -1,6 +1,8 @@
 """Per-stage wall time and peak memory, recorded by each notebook into the run's logs/.
 
-Every notebook runs in its own kernel process, so the process's peak RSS is that stage's peak.
+A stage's peak is its own even when several notebooks run in one process (notebook_engine:
+inprocess): on Linux the process's peak resident memory (VmHWM) is reset when a stage starts.
+Elsewhere it is the process's peak so far, which is the stage's own in a kernel of its own.
 """
 
 from __future__ import annotations
@@ -22,9 +24,23 @@ if TYPE_CHECKING:  # torch (under batching) takes seconds to import: only the st
     from ..model.batching import BatchSize
 
 
+def reset_peak_rss() -> None:
+    """Start counting the peak resident memory afresh (Linux: writing 5 to clear_refs resets VmHWM)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # not Linux, or not allowed: the peak counts from the process's start
+
+
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """Peak resident memory of this process since the last reset_peak_rss (else since it started)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux reports KiB, macOS bytes
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
@@ -33,11 +49,15 @@ class Stage:
     name: str
     run_dir: Path
     figures_dir: Path | None = None  # paper_figures/<profile>: where the notebook derives its figures (stages.py)
+    engine: str = "kernel"  # how the notebook runs (param notebook_engine); the log says which
     started: float = field(default_factory=time.perf_counter)
     wall_started: float = field(default_factory=time.time)  # files modified since then were written by this run
     reused: bool | None = None  # set by the stage's cache: True when its outputs were reused
     batch_sizes: list[BatchSize] = field(default_factory=list)  # recorded with the size actually used
     notes: dict[str, str] = field(default_factory=dict)  # one-line facts of the run worth keeping (e.g. how it batched)
+
+    def __post_init__(self) -> None:
+        reset_peak_rss()
 
     def batch_size(self, param: str, asked: int, halve_on_oom: bool) -> BatchSize:
         """The stage's batch size for `param`; the log records what was asked and what was used."""
@@ -47,12 +67,12 @@ class Stage:
         self.batch_sizes.append(batch)
         return batch
 
-    def finish(self, kernel: bool = True) -> dict:
+    def finish(self, notebook: bool = True) -> dict:
         """Write the stage's log (and, from a notebook, the checksums of the files it derived).
 
-        kernel=False: `make replicate` found the stage's outputs and derived files current and
-        started no notebook; the wall time and memory are those of that check."""
-        if kernel and self.figures_dir is not None:
+        notebook=False: `make replicate` found the stage's outputs and derived files current and
+        ran no notebook; the wall time and memory are those of that check."""
+        if notebook and self.figures_dir is not None:
             record_derived(self.name, self.run_dir, self.figures_dir, since=self.wall_started - 1.0)
         path = self.run_dir / "logs" / f"{self.name}.json"
         sizes = {b.param: b.record() for b in self.batch_sizes}
@@ -62,11 +82,12 @@ class Stage:
         if self.reused and path.is_file():  # likewise the notes of the run that computed them
             notes = json.loads(path.read_text()).get("notes", notes)
         record = {"stage": self.name, "wall_s": round(time.perf_counter() - self.started, 2),
-                  "peak_rss_mib": round(peak_rss_mib(), 1), "reused": self.reused, "kernel": kernel,
+                  "peak_rss_mib": round(peak_rss_mib(), 1), "reused": self.reused,
+                  "notebook_engine": self.engine if notebook else None,
                   "batch_sizes": sizes, "notes": notes}
         write_json(path, record)
         halved = [f"{b.param} halved to {b.used} (asked {b.asked})" for b in self.batch_sizes if b.used != b.asked]
-        if kernel:
+        if notebook:
             print(f"stage {self.name}: {record['wall_s']} s, peak RSS {record['peak_rss_mib']} MiB"
                   + (f"; {', '.join(halved)}" if halved else ""))
         return record

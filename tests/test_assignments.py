@@ -30,7 +30,7 @@ def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # built once per worker (module scope rebuilds it when xdist interleaves)
 def dist(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     for master in build.masters():
@@ -104,7 +104,7 @@ def test_students_notebooks_run_as_handed_out(dist: Path, tmp_path: Path):
         assert not errors, f"{name}: {errors[0]['ename']}: {errors[0]['evalue']}"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # built once per worker (module scope rebuilds it when xdist interleaves)
 def graded(dist: Path, tmp_path_factory) -> tuple[Path, pd.DataFrame]:
     """One folder: every solved and every blank notebook, a broken one, an unreadable one and a stray one."""
     folder = tmp_path_factory.mktemp("submissions")
@@ -117,12 +117,17 @@ def graded(dist: Path, tmp_path_factory) -> tuple[Path, pd.DataFrame]:
                          "import glob\nleaked = glob.glob('tests/*')",
                          "leaked = open('tests/q2.py').read()",
                          "import time\nwhile True:\n    time.sleep(0.05)")
-    (folder / "bob.ipynb").write_text(json.dumps(broken), encoding="utf-8")  # assignment from the metadata
     (folder / "a2_expertise-carol.ipynb").write_text("{ not json", encoding="utf-8")
     stray = json.loads(solved.read_text(encoding="utf-8"))
     del stray["metadata"]["otter"]
     (folder / "stray.ipynb").write_text(json.dumps(stray), encoding="utf-8")
-    return folder, grade.grade_folder(folder, dist, time_limit=300, cell_limit=30, jobs=2)  # 30 s: slow CI machines too (~5 s here)
+    # a generous cell limit for the honest notebooks (a busy CI machine, the other test worker beside them) ...
+    table = grade.grade_folder(folder, dist, time_limit=600, cell_limit=300, jobs=2)
+    # ... and a short one for bob, whose endless loop it has to stop
+    (folder / "bob").mkdir()
+    (folder / "bob" / "bob.ipynb").write_text(json.dumps(broken), encoding="utf-8")  # assignment from the metadata
+    bob = grade.grade_folder(folder / "bob", dist, time_limit=300, cell_limit=20, jobs=1)
+    return folder, pd.concat([table, bob], ignore_index=True)
 
 
 @pytest.mark.slow

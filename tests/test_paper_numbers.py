@@ -57,7 +57,7 @@ def _content(path: str) -> str:
     return _csv(texts, seeds, f.n_units, f.lang)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # built once per worker (module scope rebuilds it when xdist interleaves)
 def fake_release(tmp_path_factory) -> tuple[Path, dict[str, Entry]]:
     root = tmp_path_factory.mktemp("fake_release")
     real = load_manifest()
@@ -74,7 +74,7 @@ def fake_release(tmp_path_factory) -> tuple[Path, dict[str, Entry]]:
     return root, manifest
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # built once per worker (module scope rebuilds it when xdist interleaves)
 def scored(fake_release, tmp_path_factory) -> tuple[Path, str]:
     """One `make paper-numbers` (the CLI) on the made-up release: (output folder, what it printed)."""
     import contextlib

@@ -18,7 +18,6 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
-from nbclient import NotebookClient
 
 from langneurons.course import build, grade
 from langneurons.course.guard import ENV_PROTECT, Guard
@@ -94,14 +93,23 @@ def test_build_layout_and_same_bytes_twice(dist: Path, tmp_path: Path):
 @pytest.mark.slow
 @pytest.mark.xdist_group("course")
 def test_students_notebooks_run_as_handed_out(dist: Path, tmp_path: Path):
-    """Student mode (public tests from the notebook itself, no grader): top to bottom without an exception."""
+    """Student mode (public tests from the notebook itself, no grader): top to bottom without an exception.
+
+    Run by papermill in this process (langneurons' in-process engine): the same cells, without a kernel
+    start per notebook (the graded blank notebooks run in kernels, through otter)."""
+    import papermill
+
+    from langneurons.run.inprocess import NAME as IN_PROCESS
+
     for name in NAMES:
         folder = tmp_path / name
         shutil.copytree(dist / name / "student", folder)
-        nb = nbformat.read(folder / f"{name}.ipynb", as_version=4)
-        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+        nb = papermill.execute_notebook(str(folder / f"{name}.ipynb"), str(folder / "executed.ipynb"), engine_name=IN_PROCESS,
+                                        cwd=str(folder), progress_bar=False)
         errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
         assert not errors, f"{name}: {errors[0]['ename']}: {errors[0]['evalue']}"
+        checks = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("grader.check(")]
+        assert checks and all(c.outputs for c in checks), f"{name}: a public test printed nothing"
 
 
 @pytest.fixture(scope="session")  # built once per worker (module scope rebuilds it when xdist interleaves)

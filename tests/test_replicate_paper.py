@@ -105,7 +105,8 @@ def test_ctrl_c_stops_in_one_line_and_leaves_no_kernel(engine: str, tmp_path: Pa
     import psutil
 
     cmd = [sys.executable, "-m", "langneurons.run.pipeline", "--profile", "tiny", "--stages", "01_data_prep,02_activations",
-           "--set", f"output_root={tmp_path / 'runs'} figures_root={tmp_path / 'figs'} notebook_engine={engine}"]
+           "--set", f"output_root={tmp_path / 'runs'} figures_root={tmp_path / 'figs'} notebook_engine={engine} "
+           "data.bundled.n_positive=150 data.bundled.n_negative_per_language=150"]  # ~1,000 texts: a few seconds of stage 02
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []

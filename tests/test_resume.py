@@ -15,6 +15,8 @@ own, its notebooks in the pipeline's process (notebook_engine=inprocess: no kern
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -31,6 +33,7 @@ from langneurons.run.faults import ENV as CRASH_ENV
 from langneurons.run.faults import OOM_ENV
 from langneurons.run.layout import RunLayout
 from langneurons.run.params import load_params
+from langneurons.run.pipeline import main
 
 STAGES = ("01_data_prep", "02_activations", "03_scoring", "05_intervention")
 COMPARED = ["activations/activations.npy", "activations/units.parquet", "data/texts.parquet", "data/sets.parquet",
@@ -42,16 +45,24 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pipeline")]
 
 def run(shared, out: Path, crash: str | None = None, extra: tuple[str, ...] = (), oom: str | None = None,
         stages: tuple[str, ...] = STAGES) -> subprocess.CompletedProcess:
-    """The chain profile, as `make replicate` runs it, into `out`."""
-    env = {k: v for k, v in os.environ.items() if k not in (CRASH_ENV, OOM_ENV)}
-    if crash:
-        env[CRASH_ENV] = crash
-    if oom:
-        env[OOM_ENV] = oom
+    """The chain profile, as `make replicate` runs it (pipeline.main), into `out`, its notebooks in this
+    process; with `crash` (kill -9 at that point) in a child process, which the kill ends."""
     sets = [f"output_root={out}", f"figures_root={out / 'figures'}", "notebook_engine=inprocess", *extra]
-    return subprocess.run([sys.executable, "-m", "langneurons.run.pipeline", "--profile", str(shared.profiles["chain"]),
-                           "--set", " ".join(sets), "--stages", ",".join(stages)], env=env, capture_output=True, text=True,
-                          timeout=900)
+    args = ["--profile", str(shared.profiles["chain"]), "--set", " ".join(sets), "--stages", ",".join(stages)]
+    env = {k: v for k, v in os.environ.items() if k not in (CRASH_ENV, OOM_ENV)}
+    env.update({CRASH_ENV: crash} if crash else {})
+    env.update({OOM_ENV: oom} if oom else {})
+    if crash:
+        return subprocess.run([sys.executable, "-m", "langneurons.run.pipeline", *args], env=env, capture_output=True,
+                              text=True, timeout=900)
+    out_text, err_text = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out_text), contextlib.redirect_stderr(err_text):
+        for key in (CRASH_ENV, OOM_ENV):
+            mp.delenv(key, raising=False)
+        if oom:
+            mp.setenv(OOM_ENV, oom)
+        code = main(args)
+    return subprocess.CompletedProcess(args, code, out_text.getvalue(), err_text.getvalue())
 
 
 def reused(run_dir: Path) -> dict[str, bool]:

@@ -17,6 +17,7 @@ stdout_file and stderr_file.
 
 from __future__ import annotations
 
+import ast
 import io
 import sys
 import traceback
@@ -50,6 +51,19 @@ def _stream(name: str, text: str) -> list[nbformat.NotebookNode]:
     return [nbformat.v4.new_output("stream", name=name, text=text)] if text else []
 
 
+def run_cell(source: str, namespace: dict[str, Any], name: str) -> None:
+    """Run a cell's code; like Jupyter, print the value of a last line that is an expression (not `...;`)."""
+    tree = ast.parse(source, name)
+    last = tree.body[-1] if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+    if last is None or source.rstrip().endswith(";"):
+        exec(compile(tree, name, "exec"), namespace)
+        return
+    exec(compile(ast.Module(tree.body[:-1], type_ignores=[]), name, "exec"), namespace)
+    value = eval(compile(ast.Expression(last.value), name, "eval"), namespace)
+    if value is not None:
+        print(repr(value))
+
+
 class InProcessEngine(Engine):
     @classmethod
     def execute_managed_notebook(cls, nb_man: Any, kernel_name: str, stdout_file: TextIO | None = None,
@@ -64,8 +78,7 @@ class InProcessEngine(Engine):
                 failed = None
                 try:
                     with redirect_stdout(_Tee(out, stdout_file)), redirect_stderr(_Tee(err, stderr_file)):
-                        exec(compile(cell.source, f"<{nb_man.nb.metadata.get('papermill', {}).get('input_path', 'notebook')} "
-                                                  f"cell {index}>", "exec"), namespace)
+                        run_cell(cell.source, namespace, f"<cell {index}>")
                 except Exception as e:  # KeyboardInterrupt and SystemExit go on up, as from a kernel
                     failed = e
                 cell.outputs = _stream("stdout", out.getvalue()) + _stream("stderr", err.getvalue())

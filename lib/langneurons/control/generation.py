@@ -16,6 +16,8 @@ from transformers import (
     LogitsProcessorList,
     PreTrainedModel,
     PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
     TemperatureLogitsWarper,
     TopKLogitsWarper,
     TopPLogitsWarper,
@@ -107,11 +109,11 @@ class InverseCdfSampler(LogitsProcessor):
         if scores.shape[0] != self.uniforms.shape[0] or self.step >= self.uniforms.shape[1]:
             raise GenerationError(f"the sampler was made for {self.uniforms.shape[0]} rows and "
                                   f"{self.uniforms.shape[1]} steps; got row count {scores.shape[0]} at step {self.step + 1}")
-        cdf = torch.softmax(scores.float(), dim=-1).cumsum(dim=-1)
+        cdf = torch.softmax(scores.float(), dim=-1).cumsum_(dim=-1)  # in place: one [batch, vocab] buffer less
         u = self.uniforms[:, self.step:self.step + 1].to(scores.device) * cdf[:, -1:]
         self.step += 1
         token = torch.searchsorted(cdf, u, right=True).clamp_(max=scores.shape[-1] - 1)
-        return torch.full_like(scores, float("-inf")).scatter_(1, token, 0.0)
+        return scores.fill_(float("-inf")).scatter_(1, token, 0.0)  # generate hands us its own copy of the scores
 
 
 def sample_texts(
@@ -174,14 +176,40 @@ def left_pad(batch_ids: list[list[int]], pad_id: int, device: torch.device) -> t
     return input_ids.to(device), attention_mask.to(device)
 
 
+def first_line_complete(text: str) -> bool:
+    """Whether the first line of `text` after leading whitespace has ended (translation.extract_answer's
+    answer can no longer change): a line boundary, as str.splitlines sees one, follows some text."""
+    lines = text.lstrip().splitlines(keepends=True)
+    return bool(lines) and lines[0] != lines[0].splitlines()[0]
+
+
+class FirstLineStop(StoppingCriteria):
+    """Stops a row of greedy generation once its first answer line is complete.
+
+    The translation prompt's answer is the first line after "Target Language:"; what the model
+    writes after it (often a new "English:" line) is cut off anyway. Greedy rows are independent,
+    so the tokens up to the stop are those of a full-length run (tests/test_translation_stop.py).
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, prompt_length: int):
+        self.tokenizer = tokenizer
+        self.prompt_length = prompt_length
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length:], skip_special_tokens=True)
+        return torch.tensor([first_line_complete(t) for t in texts], dtype=torch.bool, device=input_ids.device)
+
+
 @torch.inference_mode()
 def greedy_continuations(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_new_tokens: int, batch_size: int
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_new_tokens: int, batch_size: int,
+    stop_at_first_line: bool = False,
 ) -> list[str]:
     """Greedy continuation of each prompt (tokenized as tokenizer(prompt)), batched with left padding.
 
     Prompts are batched by length (less padding) and returned in input order; the position ids
     transformers derives from the attention mask keep padded and unpadded runs equal.
+    `stop_at_first_line`: a row stops once the first line of its continuation is complete (FirstLineStop).
     """
     if not prompts:
         return []
@@ -192,10 +220,11 @@ def greedy_continuations(
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
         input_ids, attention_mask = left_pad([ids[i] for i in rows], pad_id_of(tokenizer), device)
+        stopping = StoppingCriteriaList([FirstLineStop(tokenizer, input_ids.shape[1])] if stop_at_first_line else [])
         generated = model.generate(
             input_ids=input_ids, attention_mask=attention_mask, do_sample=False, max_new_tokens=max_new_tokens,
             eos_token_id=_eos_id(model, tokenizer), pad_token_id=pad_id_of(tokenizer), top_k=None, top_p=None,
-            temperature=None,
+            temperature=None, stopping_criteria=stopping,
         )
         texts = tokenizer.batch_decode(generated[:, input_ids.shape[1]:], skip_special_tokens=True)
         for i, text in zip(rows, texts):

@@ -31,8 +31,13 @@ def run_translation(
     value: str,
     max_new_tokens: int,
     batch_size: int | BatchSize,
+    stop_at_answer_line: bool = False,
 ) -> pd.DataFrame:
     """One row per (task, target, condition, pair): source, reference, raw continuation, answer.
+
+    `stop_at_answer_line` (param translation.stop_at_answer_line): a row stops once its answer line
+    is complete; the answers (and so BLEU) are those of full-length generation, the stored
+    continuation ends after the answer line.
 
     A `BatchSize` that halves on out-of-memory generates the failed (task, language, condition) again
     with the smaller batch."""
@@ -48,9 +53,9 @@ def run_translation(
             def generate(size: int, cond: Condition = cond, step: int = step) -> list[str]:
                 oom_point("translation", step, size)
                 if cond.name == "none":
-                    return greedy_continuations(model, tokenizer, prompts, max_new_tokens, size)
+                    return greedy_continuations(model, tokenizer, prompts, max_new_tokens, size, stop_at_answer_line)
                 with force_units(model, forcing_spec(units_for(scores[cond.target], cond), value)):
-                    return greedy_continuations(model, tokenizer, prompts, max_new_tokens, size)
+                    return greedy_continuations(model, tokenizer, prompts, max_new_tokens, size, stop_at_answer_line)
 
             out = batch.run(generate)
             bar.update(len(prompts))

@@ -29,8 +29,16 @@ def resolve_device(device: str) -> torch.device:
 
 
 def model_source(mp: ModelParams) -> str:
-    """What from_pretrained gets: the local directory when given, else the hub id."""
-    return str(paths.resolve(mp.path)) if mp.path else mp.id
+    """What the weights are: the local directory when given, else the hub id (with the GGUF file's name)."""
+    where = str(paths.resolve(mp.path)) if mp.path else (mp.id or (mp.gguf_package or ""))
+    return f"{where}/{mp.gguf_file}" if mp.gguf_file else where
+
+
+def weights_note(mp: ModelParams) -> str:
+    """Where float weights came from when not a plain checkpoint (a GGUF file's quantization), else ''."""
+    from .gguf_weights import describe
+
+    return describe(mp)
 
 
 def load_model(mp: ModelParams) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -38,6 +46,13 @@ def load_model(mp: ModelParams) -> tuple[PreTrainedModel, PreTrainedTokenizerBas
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     source = model_source(mp)
+    if mp.gguf_file:  # dequantized once into a float folder in the user cache; loaded from there
+        from .gguf_weights import GGUFError, float_copy
+
+        try:
+            source = str(float_copy(mp))
+        except GGUFError as e:
+            raise ModelLoadError(str(e)) from e
     dtype = "auto" if mp.dtype == "auto" else _DTYPES[mp.dtype]
     kwargs = dict(revision=mp.revision, trust_remote_code=mp.trust_remote_code)
     try:
@@ -52,7 +67,7 @@ def load_model(mp: ModelParams) -> tuple[PreTrainedModel, PreTrainedTokenizerBas
             ) from e
         raise
     except OSError as e:
-        local = mp.path is not None or Path(source).exists()
+        local = mp.path is not None or mp.gguf_file is not None or Path(source).exists()
         hint = (
             "check the directory holds config.json, weights and tokenizer files"
             if local

@@ -103,6 +103,14 @@ def model_fingerprint(p: Params) -> dict[str, Any]:
     from ..model.models import resolve_device  # torch import only when a stage needs the model
 
     device = "device_map" if p.model.device_map else str(resolve_device(p.model.device))
+    if p.model.gguf_file:  # one file: its expected checksum, else (local) its actual one, else hub id + revision
+        key = {"gguf_file": p.model.gguf_file, "sha256": p.model.gguf_sha256, "device": device}
+        if p.model.gguf_package:
+            return {**key, "package": p.model.gguf_package}
+        if p.model.path:
+            local = paths.resolve(p.model.path) / p.model.gguf_file
+            return {**key, "path": str(local), "sha256": p.model.gguf_sha256 or (sha256(local) if local.is_file() else None)}
+        return {**key, "id": p.model.id, "revision": p.model.revision}
     if p.model.path:
         root = paths.resolve(p.model.path)
         if not root.is_dir():

@@ -47,6 +47,9 @@ class ModelParams:
     device_map: str | None  # e.g. "auto" to spread a model over several GPUs; null = one device
     attn_implementation: str | None  # eager (the original code's; batch-independent bits) | sdpa | null (library default)
     trust_remote_code: bool  # only for hub models that need their own code
+    gguf_file: str | None = None  # a GGUF file (llama.cpp's format) in `path`, in the hub repo `id`, or from `gguf_package`
+    gguf_package: str | None = None  # PyPI package shipping gguf_file (assembled into the user cache on first need)
+    gguf_sha256: str | None = None  # expected SHA-256 of gguf_file (checked before use)
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,7 @@ class TranslationParams:
     tasks: dict[str, list[str]]  # task -> target languages (paper: flores200, iwslt2017, wmt)
     n_pairs: int  # first n source/reference pairs per task and language (paper: 100)
     max_new_tokens: int  # paper: 128, greedy
+    stop_at_answer_line: bool  # stop a row once its answer line is complete (same answers and BLEU, far fewer steps)
     batch_size: int  # prompts generated together (left-padded)
     hub: dict[str, HubTranslationSource]  # "<task>" or "<task>/<lang>" -> where the pairs live online
     skip_if_missing: bool  # released pairs unavailable (offline): skip the stage (true) or fail (false)

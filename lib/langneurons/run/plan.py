@@ -59,15 +59,18 @@ GENERATION_PROMPT_TOKENS = 2  # unconditional generation starts from the special
 TRANSLATION_PROMPT_TOKENS = 160  # longest translation prompt, tokens (assumed)
 
 # Throughput (assumptions unless marked measured).
-MEAN_TOKENS_PER_TEXT = 64  # mean tokens a text costs in a batch, padding included (sentences; assumed)
+MEAN_TOKENS_PER_TEXT = 33  # measured: Gemma 3's tokenizer on the released sets, 190,300 tokens / 5,873 texts
+# (batches hold texts of one length: no padding)
 GPU_FLOPS_HALF = 100e12  # sustained float16/bfloat16 matmul FLOP/s of one GPU (assumed)
 GPU_FLOPS_FLOAT32 = 20e12  # the same in float32 (assumed)
-CPU_FLOPS = 0.1e12  # a many-core CPU, any dtype (assumed)
-SCORING_RATE_CPU = 7_910 * 6_000 * 6  # measured with one sort per unit (bench_scale.py --units 200000):
-# 7,910 units/s at 6,000 texts x 6 languages on 2 CPU cores = 2.85e8 unit-text-language responses/s
+CPU_FLOPS = 0.1e12  # measured: Gemma 3 270M's activation stage, 105 GFLOP/s on 2 cores of an AMD EPYC
+SCORING_RATE_CPU = 2_890 * 5_873 * 6  # measured: Gemma 3 270M's 124,416 float32 units in 43 s at the released
+# sets' 5,873 texts x 6 languages on 2 CPU cores = 1.0e8 unit-text-language responses/s (bench_scale.py's
+# float16 matrix scores faster: 7,910 units/s)
 GPU_SCORING_SPEEDUP = 20  # scoring on a GPU vs those 2 cores (assumed: sorts are fast there)
 GPU_BANDWIDTH = 2e12  # bytes/s a GPU reads its memory at (assumed)
-CPU_BANDWIDTH = 20e9  # bytes/s a CPU reads host memory at (assumed)
+CPU_BANDWIDTH = 2.5e9  # bytes/s: effective, fitted to Gemma 3 270M's decoding (0.91 s a step at batch 100: its
+# 1.07 GB of weights read once, ~0.4 s, then the products; a CPU does not overlap them)
 STEP_OVERHEAD_SECONDS = 0.02  # per decoding step: generate()'s Python loop and kernel launches (assumed)
 SMALL_STAGE_SECONDS = 10  # 01_data_prep and 04_analysis: reading and writing small tables (assumed)
 
@@ -264,6 +267,8 @@ class _Shape:
 
     gpu: bool
     n_params: int
+    block_params: int  # parameters inside the decoder blocks: what an activation pass multiplies by
+    head_params: int  # the output layer (vocabulary x hidden): computed per decoded token, not in 02
     weights: int  # W, bytes
     dtype_bytes: int
     flops: float
@@ -289,8 +294,9 @@ def _decoding(s: _Shape, stage: str, batches: int, batch: int, prompt: int, new_
     kv_cache = 2 * s.n_blocks * batch * (prompt + new_tokens) * s.kv_width * s.dtype_bytes
     logits = batch * s.vocab * 4 * LOGITS_COPIES
     host, device = _load_memory(s, kv_cache + logits)
-    step = max(s.weights / s.bandwidth, 2 * s.n_params * batch / s.flops) + STEP_OVERHEAD_SECONDS  # memory or compute bound
-    prefill = 2 * s.n_params * batch * prompt / s.flops
+    memory, compute = s.weights / s.bandwidth, 2 * (s.block_params + s.head_params) * batch / s.flops
+    step = (max(memory, compute) if s.gpu else memory + compute) + STEP_OVERHEAD_SECONDS  # a GPU overlaps them
+    prefill = 2 * s.block_params * batch * prompt / s.flops
     steps = batches * new_tokens
     return StageCost(stage, host, device, steps * step + batches * prefill, f"{what}, {steps:,} decoding steps")
 
@@ -302,7 +308,7 @@ def estimate_stages(p: Params, s: _Shape) -> list[StageCost]:
     working = b * a.seq_len * s.widest * 4 * ACTIVATION_COPIES + b * s.heads * a.seq_len**2 * 4 + b * s.n_units * 4
     host, device = _load_memory(s, working)
     tokens = s.n_texts * MEAN_TOKENS_PER_TEXT
-    activations = StageCost("02_activations", host, device, 2 * s.n_params * tokens / s.flops,
+    activations = StageCost("02_activations", host, device, 2 * s.block_params * tokens / s.flops,
                             f"{s.n_texts:,} texts, ~{tokens:,} tokens")
 
     chunk = s.n_texts * min(p.scoring.unit_chunk, s.n_units) * 8 * SCORING_COPIES
@@ -324,6 +330,7 @@ def estimate_stages(p: Params, s: _Shape) -> list[StageCost]:
         translation = StageCost("06_translation", BASE_BYTES, None, 0.0, "no translation tasks in these languages")
     else:
         batch = min(t.batch_size, pairs)
+        # a batch runs until its last row stops; measured on Gemma, one row of 50 rarely ends its line early
         translation = _decoding(s, "06_translation", 2 * math.ceil(pairs / batch), batch, TRANSLATION_PROMPT_TOKENS,
                                 t.max_new_tokens, f"{pairs:,} pairs x 2 conditions")
 
@@ -350,7 +357,7 @@ def _comparison_cost(p: Params, s: _Shape) -> StageCost:
     forcing = _decoding(s, "07_ap_vs_lape", conditions * math.ceil(g.n_samples / batch), batch,
                         GENERATION_PROMPT_TOKENS, g.max_new_tokens, "")
     passes = methods * (languages + 1) * languages * c.heldout_per_language * MEAN_TOKENS_PER_TEXT
-    seconds = forcing.seconds + 2 * s.n_params * passes / s.flops
+    seconds = forcing.seconds + 2 * (s.block_params + s.head_params) * passes / s.flops
     return StageCost("07_ap_vs_lape", forcing.host_bytes, forcing.device_bytes, seconds,
                      f"{conditions} conditions x {g.n_samples} samples; {_sci(passes)} held-out tokens scored")
 
@@ -358,7 +365,8 @@ def _comparison_cost(p: Params, s: _Shape) -> StageCost:
 def _assumptions(p: Params, s: _Shape, model_dtype: str) -> list[str]:
     """The numbers behind the estimates, as printed under the table."""
     device = "GPU" if s.gpu else "CPU"
-    throughput = f"{s.flops / 1e12:g} TFLOP/s and {s.bandwidth / 1e9:,.0f} GB/s ({device}, {model_dtype}; assumed)"
+    throughput = (f"{s.flops / 1e12:g} TFLOP/s and {s.bandwidth / 1e9:,.1f} GB/s ({device}, {model_dtype}; "
+                  + ("assumed)" if s.gpu else "measured on 2 cores of an AMD EPYC: scale by your cores)"))
     gpu_rate = SCORING_RATE_CPU * GPU_SCORING_SPEEDUP
     scoring = (f"{_sci(gpu_rate)} responses/s on a GPU ({GPU_SCORING_SPEEDUP}x the CPU rate; assumed)" if s.gpu
                else f"{_sci(SCORING_RATE_CPU)} responses/s on a CPU")
@@ -369,11 +377,13 @@ def _assumptions(p: Params, s: _Shape, model_dtype: str) -> list[str]:
         f"throughput: {throughput}",
         f"02: memory for batches of {min(p.activations.batch_size, max(s.n_texts, 1))} texts x "
         f"{p.activations.seq_len} tokens (the longest texts come first); time for {MEAN_TOKENS_PER_TEXT} tokens a text "
-        "on average, 2 FLOPs per parameter and token",
-        f"03: {scoring}; the CPU rate is measured: 7,910 units/s at 6,000 texts x 6 languages on 2 cores "
-        f"= {_sci(SCORING_RATE_CPU)}/s (bench_scale.py)",
-        f"05/06: each decoding step reads W once or computes 2 FLOPs per parameter and sequence, whichever is slower, "
-        f"plus {STEP_OVERHEAD_SECONDS * 1000:.0f} ms of overhead; "
+        f"on average, 2 FLOPs per block parameter ({s.block_params:,}) and token",
+        f"03: {scoring}; the CPU rate is measured: 2,890 float32 units/s at 5,873 texts x 6 languages on 2 cores "
+        f"= {_sci(SCORING_RATE_CPU)}/s (Gemma 3 270M)",
+        f"05/06: each decoding step reads W once and computes 2 FLOPs per block and output-layer parameter "
+        f"({s.block_params + s.head_params:,}) and sequence ({'the slower of the two on a GPU' if s.gpu else 'one after the other on a CPU'}), "
+        f"plus {STEP_OVERHEAD_SECONDS * 1000:.0f} ms of overhead; a translation batch runs all max_new_tokens steps "
+        "(its last row rarely stops early); "
         f"KV cache for {GENERATION_PROMPT_TOKENS} + {p.generation.max_new_tokens} tokens (05) and "
         f"{TRANSLATION_PROMPT_TOKENS} prompt + {p.translation.max_new_tokens} new tokens (06)",
         f"01/04: ~{SMALL_STAGE_SECONDS} s each (small tables)",
@@ -412,6 +422,7 @@ def make_plan(p: Params, n_texts: int | None = None, device: str | None = None) 
     model = build_skeleton(config, source, p.model.trust_remote_code)
     skeleton_seconds = time.perf_counter() - start
     unit_kinds, n_blocks, widest = count_units(model)
+    _, blocks = find_blocks(model)
     n_units = sum(k.units for k in unit_kinds)
     n_params = sum(param.numel() for param in model.parameters())  # parameters() yields tied weights once
     vocab, hidden = model.get_input_embeddings().weight.shape
@@ -428,7 +439,8 @@ def make_plan(p: Params, n_texts: int | None = None, device: str | None = None) 
     dev = plan_device(p, device)
     gpu = dev != "cpu"
     flops = (GPU_FLOPS_HALF if model_dtype in HALF_DTYPES else GPU_FLOPS_FLOAT32) if gpu else CPU_FLOPS
-    shape = _Shape(gpu=gpu, n_params=n_params, weights=n_params * dtype_bytes, dtype_bytes=dtype_bytes, flops=flops,
+    block_params = sum(param.numel() for param in blocks.parameters())
+    shape = _Shape(gpu=gpu, n_params=n_params, block_params=block_params, head_params=vocab * hidden, weights=n_params * dtype_bytes, dtype_bytes=dtype_bytes, flops=flops,
                    bandwidth=GPU_BANDWIDTH if gpu else CPU_BANDWIDTH, n_blocks=n_blocks,
                    kv_width=hidden * kv_heads // heads, heads=heads, vocab=vocab, widest=widest, n_units=n_units,
                    n_texts=n_texts)

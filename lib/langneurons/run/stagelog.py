@@ -85,6 +85,11 @@ class Stage:
                   "peak_rss_mib": round(peak_rss_mib(), 1), "reused": self.reused,
                   "notebook_engine": self.engine if notebook else None,
                   "batch_sizes": sizes, "notes": notes}
+        # the time and memory of the run that computed the outputs (the report shows those, not a reuse check's)
+        record["computed"] = {"wall_s": record["wall_s"], "peak_rss_mib": record["peak_rss_mib"]}
+        if self.reused and path.is_file():
+            previous = json.loads(path.read_text())
+            record["computed"] = previous.get("computed") or {k: previous[k] for k in ("wall_s", "peak_rss_mib")}
         write_json(path, record)
         halved = [f"{b.param} halved to {b.used} (asked {b.asked})" for b in self.batch_sizes if b.used != b.asked]
         if notebook:
@@ -112,9 +117,14 @@ def _batch_used(record: dict) -> str:
                      for param, s in sizes.items())
 
 
-def stage_table(run_dir: Path) -> pd.DataFrame:
-    """All recorded stages of a run, in name order, with the batch sizes actually used."""
+def stage_table(run_dir: Path, computed: bool = False) -> pd.DataFrame:
+    """All recorded stages of a run, in name order, with the batch sizes actually used.
+
+    computed=True: wall time and memory of the run that computed each stage's outputs (a reused
+    stage's own record is only the cache check)."""
     records = stage_records(run_dir)
+    if computed:
+        records = [{**r, **(r.get("computed") or {})} for r in records]
     table = pd.DataFrame(records, columns=["stage", "wall_s", "peak_rss_mib", "reused"])
     table["batch_size_used"] = [_batch_used(r) for r in records]
     return table

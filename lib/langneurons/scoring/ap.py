@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -60,9 +61,23 @@ def argsort_rows(keys: torch.Tensor) -> torch.Tensor:
     """Each row's ascending order (int64 indices); the order within ties is arbitrary (counts ignore it)."""
     if keys.device.type != "cpu":
         return torch.sort(keys, dim=1).indices
-    # numpy sorts 16-bit integers with a radix sort (kind="stable"), floats with a SIMD quicksort
+    # numpy sorts 16-bit integers with a radix sort (kind="stable"), floats with a SIMD quicksort; it
+    # sorts on one core, so the rows are split over torch's threads (numpy releases the GIL while sorting)
     kind = "stable" if keys.dtype == torch.int16 else "quicksort"
-    return torch.from_numpy(np.argsort(keys.numpy(), axis=1, kind=kind))
+    array = keys.numpy()
+    out = np.empty(array.shape, dtype=np.int64)
+    parts = np.array_split(np.arange(array.shape[0]), max(1, min(torch.get_num_threads(), array.shape[0])))
+
+    def sort(rows: np.ndarray) -> None:
+        if len(rows):
+            out[rows[0]:rows[-1] + 1] = np.argsort(array[rows[0]:rows[-1] + 1], axis=1, kind=kind)
+
+    if len(parts) == 1:
+        sort(parts[0])
+    else:
+        with ThreadPoolExecutor(len(parts)) as pool:
+            list(pool.map(sort, parts))
+    return torch.from_numpy(out)
 
 
 def ranks_below(keys: torch.Tensor, order: torch.Tensor) -> torch.Tensor:

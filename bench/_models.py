@@ -7,7 +7,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from _common import ROOT
 from langneurons.data.corpus import sentences
-from langneurons.data.languages import LANGUAGES
+from langneurons.base.languages import LANGUAGES
 from langneurons.model.tiny import build_model, train_tokenizer
 
 # Random models a little wider than the test defaults, so per-call overhead does not dominate entirely.

@@ -27,7 +27,7 @@ from _models import load  # noqa: E402
 
 from langneurons.model.activations import collect_activations  # noqa: E402
 from langneurons.data.corpus import sentences  # noqa: E402
-from langneurons.data.languages import LANGUAGES  # noqa: E402
+from langneurons.base.languages import LANGUAGES  # noqa: E402
 from langneurons.model.units import find_linear_modules  # noqa: E402
 
 SEQ_LEN = 256  # params/common.yaml (paper: 256)

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import finish, print_table, timed  # noqa: E402
 
 from langneurons.scoring.ap import STATS, average_precision, float16_from_keys  # noqa: E402
-from langneurons.scoring.scoring import LabelledRows, score_block, set_weights  # noqa: E402
+from langneurons.scoring.selection import LabelledRows, score_block, set_weights  # noqa: E402
 
 N_LANGS = 6
 

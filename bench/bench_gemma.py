@@ -38,10 +38,10 @@ from _common import finish, print_table  # noqa: E402
 
 from langneurons.control.generation import greedy_continuations, sample_texts  # noqa: E402
 from langneurons.control.translation import build_prompt, load_official_pairs  # noqa: E402
-from langneurons.data.released_data import translation_dir  # noqa: E402
+from langneurons.data.profile_data import translation_dir  # noqa: E402
 from langneurons.model.activations import collect_activations  # noqa: E402
-from langneurons.model.models import load_model  # noqa: E402
-from langneurons.run.params import load_params  # noqa: E402
+from langneurons.model.loading import load_model  # noqa: E402
+from langneurons.base.params import load_params  # noqa: E402
 
 
 def linear_gflops(rows: int, shapes: list[tuple[int, int]], repeats: int = 3) -> float:
@@ -139,10 +139,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def headline(p, model, tokenizer) -> int:
     """Target-language rate without forcing and with top-N + bottom-N forced, per language."""
-    from langneurons.control.control import Condition, run_conditions
-    from langneurons.control.lid_scoring import score_generations
-    from langneurons.run.layout import RunLayout
-    from langneurons.scoring.scoring import read_scores
+    from langneurons.control.forcing_runs import Condition, run_conditions
+    from langneurons.control.language_rates import score_generations
+    from langneurons.base.paths import RunLayout
+    from langneurons.scoring.selection import read_scores
 
     scores = read_scores(RunLayout.of(p), p.languages)
     n = p.scoring.n_per_side

@@ -31,8 +31,8 @@ from langneurons.scoring.ap import expertise  # noqa: E402
 from langneurons.data.corpus import sentences  # noqa: E402
 from langneurons.control.generation import _eos_id, sample_texts, start_ids  # noqa: E402
 from langneurons.control.intervention import Spec, force_units, forcing_spec  # noqa: E402
-from langneurons.data.languages import LANGUAGES  # noqa: E402
-from langneurons.scoring.scoring import scores_table, select_units  # noqa: E402
+from langneurons.base.languages import LANGUAGES  # noqa: E402
+from langneurons.scoring.selection import scores_table, select_units  # noqa: E402
 from langneurons.model.units import find_blocks, find_linear_modules, units_table  # noqa: E402
 
 TEMPERATURE = 0.8

@@ -24,7 +24,7 @@ from _common import RESULTS, finish, print_table, timed  # noqa: E402
 from _models import load  # noqa: E402
 
 from langneurons.data.corpus import sentences  # noqa: E402
-from langneurons.data.languages import LANGUAGES  # noqa: E402
+from langneurons.base.languages import LANGUAGES  # noqa: E402
 from langneurons.model.activations import collect_activations  # noqa: E402
 from langneurons.model.lape_pass import FFN_MATRIX_FILE, ActProbObserver  # noqa: E402
 

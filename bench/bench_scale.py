@@ -2,7 +2,7 @@
 
 2,000,000 units is Llama-2 13B's count (1.4M-2.1M for the paper's models). The benchmark writes a
 synthetic matrix in the activation stage's file format (a .npy file), then scores it for six
-languages with `langneurons.scoring.scoring.score_units` in a separate process, whose peak resident memory
+languages with `langneurons.scoring.selection.score_units` in a separate process, whose peak resident memory
 (ru_maxrss: anonymous memory plus mapped file pages) is the number reported. Target: <= 4 GiB.
 A sample of units is checked against scikit-learn afterwards.
 
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, finish  # noqa: E402
 
 from langneurons.model.activations import read_columns  # noqa: E402
-from langneurons.scoring.scoring import LabelledRows, score_units  # noqa: E402
+from langneurons.scoring.selection import LabelledRows, score_units  # noqa: E402
 
 N_LANGS = 6
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import yaml
 
-from langneurons.model.manifest import write_manifest
-from langneurons.run.params import from_dict, parse_overrides
-from langneurons.run.paths import PARAMS_DIR, resolve
+from langneurons.base.manifest import write_manifest
+from langneurons.base.params import from_dict, parse_overrides
+from langneurons.base.paths import PARAMS_DIR, resolve
 from langneurons.model.training import TrainConfig, train
 
 

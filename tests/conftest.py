@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from langneurons.data.languages import LANGUAGES
+from langneurons.base.languages import LANGUAGES
 from langneurons.model.tiny import build_model, train_tokenizer
 
 SHARED_OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "lang_neuron_official"

@@ -27,8 +27,8 @@ import yaml
 from conftest import ALL_SENTENCES, write_official_dir, write_translation_dir
 from families import save
 from langneurons.data.corpus import heldout_sentences, sentences
-from langneurons.data.languages import LANGUAGES
-from langneurons.run.paths import PROJECT_ROOT
+from langneurons.base.languages import LANGUAGES
+from langneurons.base.paths import PROJECT_ROOT
 
 ITALIAN = [
     "Il gatto dorme sul tetto caldo della vecchia casa.", "Ogni mattina prendo il treno per andare al lavoro.",

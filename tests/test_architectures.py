@@ -21,7 +21,7 @@ from langneurons.model.activations import MeanPoolHooks, mean_responses, pad_id_
 from langneurons.control.generation import GenerationError, start_ids
 from langneurons.control.intervention import force_units
 from langneurons.model.moe import experts_hooked
-from langneurons.run.params import load_params
+from langneurons.base.params import load_params
 from langneurons.run.plan import format_plan, make_plan
 from langneurons.model.units import EXPERTS, ROUTER, find_blocks, find_linear_modules, part_labels, units_table
 

@@ -13,12 +13,12 @@ from transformers import BertConfig, BertForMaskedLM, T5Config
 
 from conftest import ALL_SENTENCES, write_official_dir
 from langneurons.model.activations import MATRIX_FILE, collect_activations
-from langneurons.data.data_prep import build_text_sets
-from langneurons.model.batching import DeviceOutOfMemoryError
-from langneurons.model.models import ModelLoadError, load_model
-from langneurons.run.params import ModelParams, ParamsError, load_params
-from langneurons.scoring.scoring import SelectionError, check_n_per_side
-from langneurons.data.textsets import DataError
+from langneurons.data.sources import build_text_sets
+from langneurons.base.batch_halving import DeviceOutOfMemoryError
+from langneurons.model.loading import ModelLoadError, load_model
+from langneurons.base.params import ModelParams, ParamsError, load_params
+from langneurons.scoring.selection import SelectionError, check_n_per_side
+from langneurons.base.errors import DataError
 from langneurons.model.tiny import train_tokenizer
 from langneurons.model.units import UnitsError, find_linear_modules
 

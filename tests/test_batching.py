@@ -11,10 +11,10 @@ import torch
 
 from conftest import ALL_SENTENCES
 from langneurons.model.activations import MATRIX_FILE, collect_activations
-from langneurons.model.batching import BatchSize, DeviceOutOfMemoryError
-from langneurons.control.control import Condition, run_conditions
-from langneurons.run.faults import OOM_ENV
-from langneurons.run.params import GenerationParams
+from langneurons.base.batch_halving import BatchSize, DeviceOutOfMemoryError
+from langneurons.control.forcing_runs import Condition, run_conditions
+from langneurons.base.faults import OOM_ENV
+from langneurons.base.params import GenerationParams
 from langneurons.control.translation_eval import run_translation
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 
 from langneurons.data import corpus
-from langneurons.control.langid import _label, detect_languages
-from langneurons.data.languages import LANGUAGES
-from langneurons.data.textsets import DataError, TextSets, load_bundled
+from langneurons.data.language_id import _label, detect_languages
+from langneurons.base.languages import LANGUAGES
+from langneurons.base.errors import DataError
+from langneurons.data.corpus import build_bundled_sets as load_bundled
+from langneurons.data.textsets import TextSets
 
 EVERYDAY = {
     "en": ["I am going to the supermarket to buy some bread and milk.",

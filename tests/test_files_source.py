@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from langneurons.data.files_source import load_files
-from langneurons.data.languages import language_name
-from langneurons.data.textsets import DataError
-from langneurons.run.params import ParamsError, load_params
+from langneurons.base.languages import language_name
+from langneurons.base.errors import DataError
+from langneurons.base.params import ParamsError, load_params
 from shared_runs import ALL8, HELDOUT_EXTRA, write_folder
 
 

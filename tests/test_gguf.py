@@ -4,10 +4,7 @@ float model it was written from, and every way it can fail says so in one line w
 from __future__ import annotations
 
 import hashlib
-import shutil
-import sys
 import textwrap
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +15,9 @@ gguf = pytest.importorskip("gguf")
 
 from langneurons.model.activations import MeanPoolHooks, mean_responses  # noqa: E402
 from langneurons.model.gguf_weights import FLOAT_COPY_MARK, cache_root, quantization  # noqa: E402
-from langneurons.model.models import ModelLoadError, load_model, weights_note  # noqa: E402
+from langneurons.model.loading import ModelLoadError, load_model, weights_note  # noqa: E402
 from langneurons.model.units import find_linear_modules, units_table  # noqa: E402
-from langneurons.run.params import ModelParams, load_params  # noqa: E402
+from langneurons.base.params import ModelParams, load_params  # noqa: E402
 
 CHARS = list("abcdefghijklmnopqrstuvwxyzäöüéè ")
 TOKENS = ["<unk>", "<s>", "</s>", "▁"] + CHARS

@@ -14,10 +14,10 @@ import huggingface_hub.constants
 import pandas as pd
 import pytest
 
-from langneurons.data.hub_data import build_hub_sets
-from langneurons.data.languages import LANGUAGES
-from langneurons.run.params import HubDataParams, HubSource
-from langneurons.data.textsets import DataError
+from langneurons.data.hub_sets import build_hub_sets
+from langneurons.base.languages import LANGUAGES
+from langneurons.base.params import HubDataParams, HubSource
+from langneurons.base.errors import DataError
 
 FLORES_CODES = {"en": "eng_Latn", "de": "deu_Latn", "fr": "fra_Latn", "es": "spa_Latn", "zh": "cmn_Hans", "ja": "jpn_Jpan"}
 N_ROWS = 30

@@ -18,14 +18,15 @@ from conftest import SENTENCES
 from families import build
 from langneurons.control.deactivation import check_heldout, heldout_texts, perplexity_matrix, text_nll
 from langneurons.control.intervention import force_units
-from langneurons.data.languages import LANGUAGES
-from langneurons.data.textsets import DataError, LabelledList, TextSets
+from langneurons.base.languages import LANGUAGES
+from langneurons.base.errors import DataError
+from langneurons.data.textsets import LabelledList, TextSets
 from langneurons.model.activations import collect_activations
 from langneurons.model.ffn_act import act_units_table, find_act_modules
 from langneurons.model.lape_pass import COUNTS_FILE, FFN_MATRIX_FILE, ActProbObserver, load_lape_counts
 from langneurons.model.units import UnitsError, find_blocks
-from langneurons.run.params import LapeParams, ParamsError, load_params
-from langneurons.scoring.comparison import ffn_keys, matched_sets, overlap_table
+from langneurons.base.params import LapeParams, ParamsError, load_params
+from langneurons.comparison.unit_sets import ffn_keys, matched_sets, overlap_table
 from langneurons.scoring.lape import activation_probability, kth_smallest, lape_entropy, lape_select
 
 PAPER = LapeParams(top_rate=0.01, filter_rate=0.95, activation_bar_ratio=0.95)
@@ -147,7 +148,7 @@ def test_counts_streamed_in_the_activation_pass_match_a_direct_count(family: str
 def test_a_failed_batch_is_not_counted_twice(tmp_path: Path):
     """Out of memory in the middle of a forward pass (after the first block's counts): the batch is
     halved and rerun, and its counts must enter once."""
-    from langneurons.model.batching import BatchSize
+    from langneurons.base.batch_halving import BatchSize
 
     model, tok = build("xglm")
     texts, langs = _texts()
@@ -178,7 +179,7 @@ sys.path.insert(0, {tests!r})
 from pathlib import Path
 from families import build
 from conftest import SENTENCES
-from langneurons.data.languages import LANGUAGES
+from langneurons.base.languages import LANGUAGES
 from langneurons.model.activations import collect_activations
 from langneurons.model.lape_pass import ActProbObserver
 model, tok = build("xglm")
@@ -289,7 +290,7 @@ def test_heldout_texts_never_overlap_the_selection(tmp_path: Path):
 
 def test_bundled_heldout_excludes_the_bundled_sets():
     from langneurons.data.corpus import sentences
-    from langneurons.data.textsets import load_bundled
+    from langneurons.data.corpus import build_bundled_sets as load_bundled
 
     text_sets = load_bundled(["de", "ja"], 50, 20, seed=0)
     heldout = heldout_texts(text_sets, ["de", "ja", "tok"], 40, seed=0, data_source="bundled")

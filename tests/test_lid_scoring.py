@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from langneurons.control.lid_scoring import main_rates, score_generations
+from langneurons.control.language_rates import main_rates, score_generations
 
 EN = "The weather was lovely, so we had lunch in the garden with our neighbours."
 DE = "Das Wetter war schön, also haben wir mit den Nachbarn im Garten zu Mittag gegessen."

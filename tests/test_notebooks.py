@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from shared_runs import ALL8, TRANSLATION_PAIRS
-from langneurons.run.paths import NOTEBOOKS_DIR, PROJECT_ROOT
+from langneurons.base.paths import NOTEBOOKS_DIR, PROJECT_ROOT
 from langneurons.run.pipeline import STAGES
 from langneurons.run.stages import BY_NAME, STAGE_OF_FIGURE
 
@@ -119,3 +119,31 @@ def test_every_file_a_notebook_writes_is_known_to_the_stage_registry(shared):
     for stage in STAGES:
         record = json.loads((run / "stamps" / f"{stage}.derived.json").read_text())
         assert set(record["figures"]) == {f for f in BY_NAME[stage].figures if (figs / f).is_file()}
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("pipeline")
+def test_every_param_a_stage_reads_is_in_its_cache_key(shared):
+    """The stage logs list the params each notebook read (params.ReadLog); every one of them is in
+    the stage's key in run/stages.py (or never changes outputs), so no param can cause a stale reuse."""
+    run = shared.run("chain")
+    for stage in STAGES:
+        record = json.loads((run / "logs" / f"{stage}.json").read_text())
+        assert record["params_read"], f"{stage} logged no params"
+        assert record["params_not_keyed"] == [], f"{stage} read params outside its key: {record['params_not_keyed']}"
+    assert "generation.top_p" in json.loads((run / "logs" / "05_intervention.json").read_text())["params_read"]
+
+
+def test_a_param_outside_the_key_is_reported(tmp_path, capsys):
+    """A stage that reads a param its registry entry does not hold says so in its log and on screen."""
+    from langneurons.base.params import load_params
+    from langneurons.run.stagelog import Stage
+    from langneurons.base.params import start_read_log
+
+    p = load_params("tiny", check_files=False)
+    stage = Stage("04_analysis", tmp_path, read_log=start_read_log(p))
+    _ = p.scoring.n_per_side, p.generation.top_p  # 04's key holds scoring.n_per_side, not generation
+    record = stage.finish(notebook=False)
+    assert record["params_read"] == ["generation.top_p", "scoring.n_per_side"]
+    assert record["params_not_keyed"] == ["generation.top_p"]
+    assert "04_analysis read generation.top_p, which its cache key does not hold" in capsys.readouterr().out

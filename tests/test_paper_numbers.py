@@ -15,14 +15,14 @@ import pytest
 
 from conftest import SENTENCES
 from langneurons.run import paper_numbers
-from langneurons.data.languages import LANGUAGES
-from langneurons.run.layout import RunLayout
-from langneurons.model.manifest import sha256
+from langneurons.base.languages import LANGUAGES
+from langneurons.base.paths import RunLayout
+from langneurons.base.manifest import sha256
 from langneurons.run.paper_numbers import RELEASE_MODELS, parse_path
-from langneurons.run.params import load_params
-from langneurons.data.release import Entry, generation_files, load_manifest, translation_file
+from langneurons.base.params import load_params
+from langneurons.data.release_files import Entry, generation_files, load_manifest, translation_file
 from langneurons.run.report import build_report
-from langneurons.data.textsets import DataError
+from langneurons.base.errors import DataError
 from langneurons.control.translation import build_prompt
 
 # Made-up texts: sentence 1 of each language (FastText labels it right); "" is no language.

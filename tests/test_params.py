@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from langneurons.run.params import ParamsError, available_profiles, load_params, params_from_dict, parse_overrides, save_params
+from langneurons.base.params import ParamsError, available_profiles, load_params, params_from_dict, parse_overrides, save_params
 from langneurons.run.pipeline import STAGES, fetch_released_files, main
-from langneurons.data.release import ReleaseError
+from langneurons.data.release_files import ReleaseError
 
 PAPER_PROFILES = {"xglm-564M", "xglm-1.7B", "xglm-2.9B", "bloom-560m", "bloom-1b7", "bloom-3b", "llama-2-7b", "llama-2-13b"}
 

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from transformers import AutoConfig
 
-from langneurons.run import paths, plan
-from langneurons.run.params import load_params
+from langneurons.base import paths
+from langneurons.run import plan
+from langneurons.base.params import load_params
 from langneurons.run.plan import PlanError, build_skeleton, format_plan, make_plan, plan_paragraph, shipped_config_path
 
 # The paper's models: profile -> (hub id, units). The totals are facts of the architectures.

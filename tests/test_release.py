@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from langneurons.data.release import (COMMIT, DEFAULT_URL, MANIFEST_PATH, URL_ENV, Entry, Release, ReleaseError,
+from langneurons.data.release_files import (COMMIT, DEFAULT_URL, MANIFEST_PATH, URL_ENV, Entry, Release, ReleaseError,
                                  default_cache_dir, generation_files, load_manifest, resolve_url,
                                  sense_file, translation_file)
 from langneurons.data.safe_pickle import load_builtin_pickle
-from langneurons.data.textsets import DataError
+from langneurons.base.errors import DataError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "lang_neuron_official"
 SENSE = sense_file("fr")
@@ -201,7 +201,7 @@ def test_killed_download_leaves_no_final_file_and_resumes(server, repo, tmp_path
     server.faults[CSV] = ["trickle"]
     cache = tmp_path / "cache"
     code = ("import json, sys\n"
-            "from langneurons.data.release import Entry, Release\n"
+            "from langneurons.data.release_files import Entry, Release\n"
             "m = {k: Entry(**v) for k, v in json.loads(sys.argv[1]).items()}\n"
             "Release(url=sys.argv[2], cache_dir=sys.argv[3], manifest=m, progress=False).fetch(sys.argv[4])\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}

@@ -13,10 +13,10 @@ import pytest
 
 from conftest import SHARED_OFFICIAL
 from langneurons.run.cache import data_fingerprint
-from langneurons.data.data_prep import build_text_sets
-from langneurons.run.params import load_params
-from langneurons.data.release import COMMIT, load_manifest, sense_file, translation_file
-from langneurons.data.released_data import main, needed_files, translation_dir
+from langneurons.data.sources import build_text_sets
+from langneurons.base.params import load_params
+from langneurons.data.release_files import COMMIT, load_manifest, sense_file, translation_file
+from langneurons.data.profile_data import main, needed_files, translation_dir
 from langneurons.data.textsets import load_official
 from langneurons.control.translation_eval import load_pairs
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from shared_runs import FINISHED
-from langneurons.run.params import ParamsError, load_params
+from langneurons.base.params import ParamsError, load_params
 from langneurons.run.progress import StageOutput
 from langneurons.run.replicate_paper import main
 

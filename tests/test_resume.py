@@ -29,10 +29,10 @@ import pytest
 
 from shared_runs import ALL8
 from langneurons.run.cache import StageCache
-from langneurons.run.faults import ENV as CRASH_ENV
-from langneurons.run.faults import OOM_ENV
-from langneurons.run.layout import RunLayout
-from langneurons.run.params import load_params
+from langneurons.base.faults import ENV as CRASH_ENV
+from langneurons.base.faults import OOM_ENV
+from langneurons.base.paths import RunLayout
+from langneurons.base.params import load_params
 from langneurons.run.pipeline import main
 
 STAGES = ("01_data_prep", "02_activations", "03_scoring", "05_intervention")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score
 
-from langneurons.scoring.scoring import (
+from langneurons.scoring.selection import (
     LabelledRows,
     SelectionError,
     as_original_expertise,

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from langneurons.data.languages import LANGUAGES
-from langneurons.data.textsets import DataError, LabelledList, TextSets, load_official
+from langneurons.base.languages import LANGUAGES
+from langneurons.base.errors import DataError
+from langneurons.data.textsets import LabelledList, TextSets, load_official
 
 
 def test_released_sets_reproduced_exactly(shared_sense: Path, tmp_path: Path):

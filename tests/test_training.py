@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from langneurons.model.manifest import MANIFEST, verify_manifest
-from langneurons.run.paths import PROJECT_ROOT
+from langneurons.base.manifest import MANIFEST, verify_manifest
+from langneurons.base.paths import PROJECT_ROOT
 from langneurons.model.training import TrainConfig, make_blocks
 from langneurons.model.tiny import train_tokenizer
 
@@ -53,7 +53,7 @@ def test_blocks_start_with_eos_and_hold_one_language():
 
 @pytest.mark.parametrize("key, value", [("steps", "'100'"), ("stepz", "3")])
 def test_bad_training_params(key, value):
-    from langneurons.run.params import ParamsError, from_dict, parse_overrides
+    from langneurons.base.params import ParamsError, from_dict, parse_overrides
     import yaml
 
     data = yaml.safe_load((PROJECT_ROOT / "params" / "tiny_model.yaml").read_text()) | parse_overrides(f"{key}={value}")
@@ -68,7 +68,7 @@ def test_shipped_default_model_matches_manifest_and_loads():
     assert (model_dir / "model.safetensors").is_file()
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     assert type(model).__name__ == "XGLMForCausalLM"
-    from langneurons.run.params import load_params
+    from langneurons.base.params import load_params
     from langneurons.model.units import find_linear_modules
 
     p = load_params("tiny")  # default profile resolves with its files present

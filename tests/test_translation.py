@@ -16,7 +16,7 @@ import pytest
 from sacrebleu.metrics import BLEU
 from test_hub_data import _offline, _write_repo  # noqa: F401  (_offline: autouse fixture, offline + fresh cache)
 
-from langneurons.data.textsets import DataError
+from langneurons.base.errors import DataError
 from langneurons.control.translation import (
     PROMPT,
     TASKS,

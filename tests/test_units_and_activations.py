@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from conftest import ALL_SENTENCES
-from langneurons.run.faults import BATCH_VARIANT_ENV
+from langneurons.base.faults import BATCH_VARIANT_ENV
 from langneurons.model import activations
 from langneurons.model.activations import MeanPoolHooks, collect_activations, load_activations, mean_responses, sequential_token_sum, token_mean, tokenize
 from langneurons.model.tiny import build_model

@@ -2,7 +2,7 @@
 
 import warnings
 
-from .model.reproducible import pin_cpu_kernels
+from langneurons.base.kernel_pins import pin_cpu_kernels
 
 pin_cpu_kernels()  # before anything imports torch: the same bits on Intel and AMD (reproducible.py)
 

@@ -21,10 +21,11 @@ import pandas as pd
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..data.textsets import DataError, TextSets
-from ..model.activations import pad_batch, pad_id_of
-from ..model.models import input_device
-from .intervention import Spec, force_units
+from langneurons.base.errors import DataError
+from langneurons.data.textsets import TextSets
+from langneurons.model.activations import pad_batch, pad_id_of
+from langneurons.model.loading import input_device
+from langneurons.control.intervention import Spec, force_units
 
 
 def _normal(text: str) -> str:
@@ -38,13 +39,13 @@ def candidate_texts(lang: str, data_source: str, files_path: Path | None, heldou
     lines it did not sample); any other source offers the bundled corpus's held-out split (the six
     languages only), which no bundled set draws from.
     """
-    from ..data.files_source import read_language_file
+    from langneurons.data.files_source import read_language_file
 
     folder = heldout_path or (files_path if data_source == "files" else None)
     if folder is not None:
         path = folder / f"{lang}.txt"
         return read_language_file(path).texts if path.is_file() else []
-    from ..data.corpus import DATASET_BUILD_CODES, heldout_sentences
+    from langneurons.data.corpus import DATASET_BUILD_CODES, heldout_sentences
 
     return heldout_sentences(lang) if lang in DATASET_BUILD_CODES else []
 

@@ -23,8 +23,8 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from ..model.activations import pad_id_of
-from ..model.models import input_device
+from langneurons.model.activations import pad_id_of
+from langneurons.model.loading import input_device
 
 
 class GenerationError(ValueError):

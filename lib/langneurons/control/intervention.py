@@ -19,9 +19,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..model.ffn_act import find_act_modules
-from ..model.moe import experts_hooked, router_forced, split_by_expert
-from ..model.units import LINEAR, ROUTER, LinearModule, find_linear_modules
+from langneurons.model.ffn_act import find_act_modules
+from langneurons.model.moe import experts_hooked, router_forced, split_by_expert
+from langneurons.model.units import LINEAR, ROUTER, LinearModule, find_linear_modules
 
 Spec = dict[str, tuple[torch.Tensor, torch.Tensor]]  # module path -> (unit indices, values)
 VALUE_COLUMNS = ("on_p50", "on_p90", "off_mean", "off_p50")

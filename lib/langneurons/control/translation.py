@@ -12,26 +12,20 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ..data.hub_load import load_hub_split
-from ..data.safe_pickle import load_builtin_pickle
-from ..data.textsets import DataError
+from langneurons.base.params import TASKS, HubTranslationSource
+from langneurons.data.hub_sets import load_hub_split
+from langneurons.data.safe_pickle import load_builtin_pickle
+from langneurons.base.errors import DataError
 
 SOURCE_LANG = "en"
 # task -> target languages, as in the paper (first 100 pairs of each)
-TASKS: dict[str, tuple[str, ...]] = {
-    "flores200": ("de", "fr", "es", "zh", "ja"),
-    "iwslt2017": ("de", "fr", "ja", "zh"),
-    "wmt": ("de", "fr", "zh"),
-}
 ANSWER_MARKER = "Target Language:"
 PROMPT = "Translate an English sentence into a target language.\nEnglish: {source}\n" + ANSWER_MARKER
-HUB_KINDS = ("translation_column", "parallel_configs")
 
 
 def build_prompt(source: str) -> str:
@@ -97,31 +91,6 @@ def load_official_pairs(data_dir: Path, task: str, lang: str, n: int) -> pd.Data
 # ---------------------------------------------------------------- pairs: Hugging Face hub
 
 
-@dataclass(frozen=True)
-class HubTranslationSource:
-    """Where a task's pairs live on the hub, and how they are laid out.
-
-    kind "translation_column": each row holds `translation` = {"en": ..., "<lang>": ...} (IWSLT2017,
-    WMT); `config` names the language pair. kind "parallel_configs": two configs of one dataset
-    aligned row by row (FLORES+); `config` is the target's, `source_config` the English one, and
-    `text_field` the column holding the sentence. Config templates are formatted with {lang} (ours)
-    and {code} (the dataset's, from `codes`).
-    """
-
-    id: str  # dataset id on the hub, or a local directory laid out like one
-    config: str  # e.g. "iwslt2017-en-{lang}", "{code}-en", "{code}"
-    split: str
-    kind: str  # one of HUB_KINDS
-    codes: dict[str, str] = field(default_factory=dict)  # our language -> the dataset's code
-    text_field: str = "text"  # parallel_configs only
-    source_config: str | None = None  # parallel_configs only, e.g. "eng_Latn"
-
-    def __post_init__(self) -> None:
-        if self.kind not in HUB_KINDS:
-            raise DataError(f"hub translation source {self.id}: kind '{self.kind}' is unknown: use one of {HUB_KINDS}")
-        if self.kind == "parallel_configs" and not self.source_config:
-            raise DataError(f"hub translation source {self.id} (parallel_configs) needs source_config: "
-                            "the English config, e.g. eng_Latn")
 
 
 def _load_split(dataset_id: str, config: str, split: str) -> Any:

@@ -11,15 +11,15 @@ import pandas as pd
 from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..model.batching import BatchSize, as_batch_size
-from .control import Condition, units_for
-from ..run.faults import oom_point
-from .generation import greedy_continuations
-from .intervention import force_units, forcing_spec
-from .langid import detect_languages
-from ..run.params import Params
-from ..data.released_data import translation_dir, translation_pairs
-from .translation import build_prompt, corpus_bleu, extract_answer, is_language_name_only, load_hub_pairs, load_official_pairs
+from langneurons.base.batch_halving import BatchSize, as_batch_size
+from langneurons.control.forcing_runs import Condition, units_for
+from langneurons.base.faults import oom_point
+from langneurons.control.generation import greedy_continuations
+from langneurons.control.intervention import force_units, forcing_spec
+from langneurons.data.language_id import detect_languages
+from langneurons.base.params import Params
+from langneurons.data.profile_data import translation_dir, translation_pairs
+from langneurons.control.translation import build_prompt, corpus_bleu, extract_answer, is_language_name_only, load_hub_pairs, load_official_pairs
 
 
 def run_translation(

@@ -19,7 +19,7 @@ import zipfile
 from contextlib import redirect_stdout
 from pathlib import Path
 
-from ..run import paths
+from langneurons.base import paths
 
 ASSIGNMENTS_DIR = paths.PROJECT_ROOT / "assignments"
 SOURCE_DIR = ASSIGNMENTS_DIR / "source"

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..run.atomic import write_csv, write_text
-from .build import AUTOGRADER_ZIP, DIST_DIR
-from .guard import ENV_CELL_LIMIT, ENV_LOG, ENV_PROTECT
+from langneurons.base.atomic import write_csv, write_text
+from langneurons.course.build import AUTOGRADER_ZIP, DIST_DIR
+from langneurons.course.guard import ENV_CELL_LIMIT, ENV_LOG, ENV_PROTECT
 
 GUARD_CELL = "from langneurons.course.guard import arm as _arm_grading_guard\n_arm_grading_guard()"
 LOG_DIR = "grading_logs"

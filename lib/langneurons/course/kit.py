@@ -16,16 +16,16 @@ import pandas as pd
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..model.activations import UNITS_FILE, collect_activations
-from ..scoring.ap import expertise
-from ..data.corpus import sentences
-from ..control.generation import sample_texts
-from ..control.intervention import Spec, force_units, forcing_spec
-from ..control.langid import detect_languages
-from ..data.languages import LANGUAGES, check_languages
-from ..model.models import load_model
-from ..run.params import ModelParams
-from ..scoring.scoring import scores_table, select_units
+from langneurons.model.activations import UNITS_FILE, collect_activations
+from langneurons.scoring.ap import expertise
+from langneurons.data.corpus import sentences
+from langneurons.control.generation import sample_texts
+from langneurons.control.intervention import Spec, force_units, forcing_spec
+from langneurons.data.language_id import detect_languages
+from langneurons.base.languages import LANGUAGES, check_languages
+from langneurons.model.loading import load_model
+from langneurons.base.params import ModelParams
+from langneurons.scoring.selection import scores_table, select_units
 
 TINY = "models/tiny"
 SEQ_LEN = 256

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..control.langid import detect_languages
-from .languages import LANGUAGES, check_languages
-from .textsets import DataError, LabelledList, TextSets
+from langneurons.data.language_id import detect_languages
+from langneurons.base.languages import LANGUAGES, check_languages
+from langneurons.base.errors import DataError
+from langneurons.data.textsets import LabelledList, TextSets
 
 DATASET_BUILD_CODES = {"en": "eng", "de": "deu", "fr": "fra", "es": "spa", "zh": "zho", "ja": "jpn"}
 CJK = ("zh", "ja")

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .languages import check_languages
-from .textsets import DataError, LabelledList, TextSets
+from langneurons.base.languages import check_languages, folder_codes
+from langneurons.base.errors import DataError
+from langneurons.data.textsets import LabelledList, TextSets
 
 
 @dataclass(frozen=True)
@@ -23,16 +24,6 @@ class LanguageFile:
     path: Path
     texts: list[str]  # unique non-blank lines, in file order
     duplicates: int  # lines dropped because an earlier line had the same text
-
-
-def available_codes(folder: Path) -> tuple[str, ...]:
-    """The language codes the folder provides: the stems of its .txt files, sorted."""
-    if not folder.is_dir():
-        raise DataError(f"data.files.path {folder} is not a folder: point it at a folder of <code>.txt files")
-    codes = tuple(sorted(p.stem for p in folder.glob("*.txt") if p.is_file()))
-    if not codes:
-        raise DataError(f"{folder} holds no .txt files: add <code>.txt (one text per line) for each language")
-    return codes
 
 
 def read_language_file(path: Path) -> LanguageFile:
@@ -54,7 +45,7 @@ def _sample(texts: list[str], n: int, seed: int, target: str, source: str) -> li
 def load_files(folder: Path, languages: list[str], n_positive: int, n_negative_per_language: int,
                seed: int) -> TextSets:
     """The labelled sets of `languages` from the folder; every other file gives negatives too."""
-    codes = available_codes(folder)
+    codes = folder_codes(folder)
     check_languages(languages, codes, source=f"data.files.path {folder}")
     files = {code: read_language_file(folder / f"{code}.txt") for code in codes}
     for f in files.values():

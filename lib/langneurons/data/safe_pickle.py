@@ -12,7 +12,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from .textsets import DataError
+from langneurons.base.errors import DataError
 
 _ONLY = "only lists, dicts, strings and integers are read"
 _FIX = "use the released file, never a pickle from elsewhere"

@@ -15,14 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..run.atomic import write_json, write_parquet
-from .languages import LANGUAGES
+from langneurons.base.atomic import write_json, write_parquet
+from langneurons.base.errors import DataError
+from langneurons.base.languages import LANGUAGES
 
 UNKNOWN_LANG = "unknown"
-
-
-class DataError(ValueError):
-    """A data file that cannot be used: the message names the file and the fix."""
 
 
 @dataclass(frozen=True)
@@ -161,10 +158,3 @@ def load_official(data_dir: Path, languages: list[str]) -> TextSets:
         pos, neg = raw[lang]
         lists[lang] = LabelledList(pos, list(zip(neg, _negative_languages(neg, lang, positive_lang))))
     return TextSets.from_lists(lists)
-
-
-def load_bundled(languages: list[str], n_positive: int, n_negative_per_language: int, seed: int) -> TextSets:
-    """Sets sampled from the offline corpus shipped with the dataset-build package (see corpus.py)."""
-    from .corpus import build_bundled_sets  # imported here: corpus imports this module
-
-    return build_bundled_sets(languages, n_positive, n_negative_per_language, seed)

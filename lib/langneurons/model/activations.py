@@ -34,13 +34,13 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ..run.atomic import write_json, write_parquet
-from .batching import BatchSize, as_batch_size
-from ..run.faults import batch_variance_point, crash_point, oom_point
-from .models import input_device
-from .per_text_attention import per_text_attention
-from .moe import experts_hooked
-from .units import EXPERTS, ROUTER, LinearModule, UnitsError, find_blocks, find_linear_modules, units_table
+from langneurons.base.atomic import write_json, write_parquet
+from langneurons.base.batch_halving import BatchSize, as_batch_size
+from langneurons.base.faults import batch_variance_point, crash_point, oom_point
+from langneurons.model.loading import input_device
+from langneurons.model.per_text_attention import per_text_attention
+from langneurons.model.moe import experts_hooked
+from langneurons.model.units import EXPERTS, ROUTER, LinearModule, UnitsError, find_blocks, find_linear_modules, units_table
 
 if TYPE_CHECKING:  # transformers takes seconds to import; the scoring stages read the matrix without it
     from transformers import PreTrainedModel, PreTrainedTokenizerBase

@@ -10,7 +10,7 @@ function (a class from transformers.activations or torch.nn's activations, or na
 BLOOM's BloomGelu). One short forward pass then gives each module's width and its *feeder*: the
 linear map whose output (or a slice of it, for a fused gate_up_proj) the activation reads. Unit j
 of the activation is then fed by unit feeder_unit0 + j of that linear map, which is how AP's units
-and LAPE's are compared unit by unit (see scoring.comparison).
+and LAPE's are compared unit by unit (see comparison.unit_sets).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .models import input_device
-from .units import LINEAR, UnitsError, find_blocks, find_linear_modules, is_experts
+from langneurons.model.loading import input_device
+from langneurons.model.units import LINEAR, UnitsError, find_blocks, find_linear_modules, is_experts
 
 LINEAR_OUT, FFN_ACT = "linear_out", "ffn_act"  # the `site` column of a units table
 _ACTIVATION_MODULES = ("transformers.activations", "torch.nn.modules.activation")

@@ -22,10 +22,10 @@ import os
 import shutil
 from pathlib import Path
 
-from ..run import paths
-from ..run.atomic import write_json
-from ..run.params import ModelParams
-from .manifest import sha256
+from langneurons.base import paths
+from langneurons.base.atomic import write_json
+from langneurons.base.params import ModelParams
+from langneurons.base.manifest import sha256
 
 FLOAT_COPY_MARK = "langneurons-float-copy.json"
 

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..run.atomic import atomic_path, write_parquet
-from .activations import token_mean
-from .ffn_act import ActModule, act_units_table, find_act_modules
-from .units import find_blocks
+from langneurons.base.atomic import atomic_path, write_parquet
+from langneurons.model.activations import token_mean
+from langneurons.model.ffn_act import ActModule, act_units_table, find_act_modules
+from langneurons.model.units import find_blocks
 
 FFN_MATRIX_FILE = "ffn_act.npy"
 FFN_UNITS_FILE = "ffn_units.parquet"

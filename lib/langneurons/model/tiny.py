@@ -26,7 +26,7 @@ from transformers import (
     XGLMForCausalLM,
 )
 
-from ..data.corpus import DATASET_BUILD_CODES, raw_texts  # noqa: F401 (DATASET_BUILD_CODES used to live here)
+from langneurons.data.corpus import raw_texts
 
 FAMILIES = ("xglm", "bloom", "llama", "gpt2")
 

@@ -13,7 +13,6 @@ Everything random is seeded; data order is a seeded permutation in one process.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -23,10 +22,10 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerFast, XGLMForCausalLM
 
-from ..run.atomic import write_json
-from ..data.corpus import paragraphs
-from ..data.languages import LANGUAGES
-from .tiny import build_model, train_tokenizer
+from langneurons.base.atomic import write_json
+from langneurons.data.corpus import paragraphs
+from langneurons.base.languages import LANGUAGES
+from langneurons.model.tiny import build_model, train_tokenizer
 
 
 @dataclass(frozen=True)

@@ -22,17 +22,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..control.lid_scoring import main_rates  # noqa: E402
-from . import paths  # noqa: E402
-from .atomic import write_csv, write_text  # noqa: E402
-from .figures import save_figure  # noqa: E402
-from .params import ParamsError, load_params, profile_name  # noqa: E402
-from .report import markdown_table  # noqa: E402
+from langneurons.control.language_rates import main_rates  # noqa: E402
+from langneurons.base import paths  # noqa: E402
+from langneurons.base.atomic import write_csv, write_text  # noqa: E402
+from langneurons.run.figures import save_figure  # noqa: E402
+from langneurons.base.params import ParamsError, load_params, profile_name  # noqa: E402
+from langneurons.run.report import markdown_table  # noqa: E402
+from langneurons.run.stages import Fig
 
 SOURCES = {  # table -> the per-profile CSV it stacks
-    "layer_distribution": "fig1_layer_distribution.csv", "overlap": "fig2_overlap.csv",
-    "main_rates": "fig3_main_rates.csv", "target_rates": "fig3_5_target_rates.csv",
-    "translation": "fig6_translation.csv",
+    "layer_distribution": Fig.LAYER_DISTRIBUTION, "overlap": Fig.OVERLAP,
+    "main_rates": Fig.MAIN_RATES, "target_rates": Fig.TARGET_RATES,
+    "translation": Fig.TRANSLATION,
 }
 
 
@@ -69,7 +70,7 @@ def stack(profiles: list[Profile]) -> dict[str, pd.DataFrame]:
 
 def paper_main_rates(paper_dir: Path, profiles: list[Profile]) -> pd.DataFrame:
     """The paper's none/top/bottom/both rates (N = 1000 per side) for profiles that name a release model."""
-    rates_file = paper_dir / "fig3_5_target_rates.csv"
+    rates_file = paper_dir / Fig.TARGET_RATES
     if not rates_file.is_file():
         return pd.DataFrame(columns=["profile", "target", "none", "top", "bottom", "both", "rise"])
     rates = pd.read_csv(rates_file, keep_default_na=False)

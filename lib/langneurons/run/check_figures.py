@@ -6,7 +6,7 @@ the run (the working tree) with the committed one (git HEAD), column by column:
 - `within tolerance`: keys equal, numbers within the stated tolerance (another CPU, another BLAS,
   another thread count can move a near-tied unit across the top-N cut-off or flip a sampled token);
 - `differs`: a key differs or a number is beyond its tolerance (the largest difference is named).
-The command exits non-zero only when a figure differs. Tolerances are stated in TOLERANCES.
+The command exits non-zero only when a figure differs. Tolerances are stated per figure in the stage registry (run/stages.py).
 """
 
 from __future__ import annotations
@@ -21,36 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import paths
-from .params import ParamsError, load_params
-from .stages import STAGE_OF_FIGURE
-
-COUNTS = "counts"  # tolerance of unit counts: COUNT_SHARE of N (scoring.n_per_side), at least 2
-COUNT_SHARE = 0.02
-TOLERANCES: dict[str, dict[str, float | str]] = {  # file -> column -> largest accepted |difference|
-    "fig1_layer_distribution.csv": {"count": COUNTS},
-    "layer_kinds.csv": {"*": COUNTS},
-    "fig2_overlap.csv": {"shared": COUNTS, "percent_of_n": 2.0},
-    # Rates are shares of 100 sampled texts. Measured: switching the CPU kernels (AVX-512 -> AVX2, MKL's
-    # path) left the selections equal but moved main rates by up to 1 point and one sweep entry by 6.
-    "fig3_main_rates.csv": {"none": 5.0, "top": 5.0, "bottom": 5.0, "both": 5.0, "rise": 10.0},
-    "fig3_5_target_rates.csv": {"target_rate": 8.0},
-    "fig6_translation.csv": {"target_rate": 3.0, "bleu": 1.0, "language_name_only": 3.0, "empty": 3.0},
-    "fig8_ap_summary.csv": {"max_ap": 1e-6, "min_ap": 1e-6, "top_cutoff_ap": 1e-6, "bottom_cutoff_ap": 1e-6,
-                            "top_tie_width": COUNTS, "bottom_tie_width": COUNTS},
-    "lape_summary.csv": {"units": COUNTS, "shared_with_another_language": COUNTS, "mean_entropy": 0.05,
-                         "filter_value": 1e-3, "activation_bar": 1e-3, "kept_units": COUNTS},
-    # AP vs LAPE (notebook 07): the matched sets follow both selections, the rates are sampled texts
-    "fig9_overlap.csv": {"n": COUNTS, "ap_units_feeding_ffn": COUNTS, "shared": COUNTS, "shared_percent": 5.0,
-                         "chance_shared": 2.0, "block_overlap_percent": 5.0},
-    "fig9_layer_distribution.csv": {"count": COUNTS},
-    "fig10_forcing_rates.csv": {"n_units": COUNTS, "none": 8.0, "forced": 8.0, "rise": 10.0},
-    "fig10_deactivation.csv": {"tokens": 0.0, "n_units": COUNTS, "ppl_base": 0.5, "ppl": 2.0, "ppl_change": 2.0,
-                               "log_ppl_change": 0.02},
-    "fig10_summary.csv": {"mean_units_per_language": COUNTS, "ppl_change_diagonal_%": 2.0,
-                          "ppl_change_off_diagonal_%": 2.0, "mean_rate_rise_points": 8.0},
-}
-TEXT_FILES = ("fig7_examples.csv",)  # sampled texts, not numbers: differing texts are within tolerance
+from langneurons.base import paths
+from langneurons.base.params import ParamsError, load_params
+from langneurons.run.stages import COUNT_SHARE, COUNTS, STAGE_OF_FIGURE, TEXTS, TOLERANCES
 
 @dataclass(frozen=True)
 class Verdict:
@@ -82,11 +55,12 @@ def compare(name: str, run: pd.DataFrame, committed: pd.DataFrame, n_per_side: i
     if list(run.columns) != list(committed.columns) or len(run) != len(committed):
         return Verdict(name, "differs", f"columns or rows changed: {list(committed.columns)} x {len(committed)} "
                                         f"-> {list(run.columns)} x {len(run)}")
-    if name in TEXT_FILES:
+    if TOLERANCES.get(name) == TEXTS:
         changed = int((run.astype(str).to_numpy() != committed.astype(str).to_numpy()).any(axis=1).sum())
         return Verdict(name, "same") if changed == 0 else Verdict(
             name, "within tolerance", f"{changed} of {len(run)} example texts differ: they are samples, not numbers")
     spec = TOLERANCES.get(name, {})
+    assert isinstance(spec, dict)
     worst: tuple[float, str] = (0.0, "")
     for column in run.columns:
         a, b = run[column], committed[column]
@@ -109,7 +83,7 @@ def check(figures_dir: Path, n_per_side: int, run_dir: Path) -> list[Verdict]:
     """A verdict for every CSV of the run's figures and every committed one (run_dir: the run's
     outputs; a table whose stage has not finished there was not made by this run)."""
     verdicts = []
-    names = sorted({p.name for p in figures_dir.glob("*.csv")} | set(TOLERANCES) | set(TEXT_FILES))
+    names = sorted({p.name for p in figures_dir.glob("*.csv")} | set(TOLERANCES))
     for name in names:
         path = figures_dir / name
         committed = committed_text(path) if path.parent.is_dir() else None
@@ -123,7 +97,7 @@ def check(figures_dir: Path, n_per_side: int, run_dir: Path) -> list[Verdict]:
         elif not path.is_file():
             verdicts.append(Verdict(name, "missing", "committed but not written by this run (stage skipped?)"))
         else:
-            read = dict(keep_default_na=False) if name in TEXT_FILES else {}
+            read = dict(keep_default_na=False) if TOLERANCES.get(name) == TEXTS else {}
             verdicts.append(compare(name, pd.read_csv(path, **read), pd.read_csv(io.StringIO(committed), **read), n_per_side))
     return verdicts
 

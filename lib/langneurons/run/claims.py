@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from langneurons.run.stages import Fig
+
 PAPER_NONE_RATE = "1-7%"  # the paper's mean target-language rate without forcing (make paper-numbers: de/fr/es/zh/ja 1/6/7/4/4%)
 PAPER_BOTH_RATE = "66-70%"  # with 1000 + 1000 units forced (67/66/70/68/68% over its eight models)
 
 
 def _depth(figures: Path) -> dict | None:
-    f = figures / "fig1_layer_distribution.csv"
+    f = figures / Fig.LAYER_DISTRIBUTION
     if not f.is_file():
         return None
     dist = pd.read_csv(f)
@@ -38,7 +40,7 @@ def _depth(figures: Path) -> dict | None:
 
 
 def _overlap(figures: Path) -> dict | None:
-    f = figures / "fig2_overlap.csv"
+    f = figures / Fig.OVERLAP
     if not f.is_file():
         return None
     shared = pd.read_csv(f)
@@ -52,7 +54,7 @@ def _overlap(figures: Path) -> dict | None:
 
 
 def _forcing(figures: Path, n_per_side: int) -> list[dict]:
-    f = figures / "fig3_main_rates.csv"
+    f = figures / Fig.MAIN_RATES
     if not f.is_file():
         return []
     main = pd.read_csv(f)
@@ -62,7 +64,7 @@ def _forcing(figures: Path, n_per_side: int) -> list[dict]:
              "paper": f"target-language rate {PAPER_NONE_RATE} without, {PAPER_BOTH_RATE} with (means of eight models)",
              "this run": f"mean {main.none.mean():.0f}% → {main.both.mean():.0f}% ({per_lang})",
              "holds": "yes" if main.both.mean() - main.none.mean() >= 20 else "partly" if main.rise.mean() > 0 else "no"}]
-    sweep = figures / "fig3_5_target_rates.csv"
+    sweep = figures / Fig.TARGET_RATES
     if sweep.is_file():
         rates = pd.read_csv(sweep, keep_default_na=False)
         both = rates[(rates.condition == "both") & (rates.n_top == rates.n_bottom)]
@@ -81,7 +83,7 @@ def _forcing(figures: Path, n_per_side: int) -> list[dict]:
 
 
 def _translation(figures: Path) -> dict | None:
-    f = figures / "fig6_translation.csv"
+    f = figures / Fig.TRANSLATION
     if not f.is_file():
         return None
     tr = pd.read_csv(f)
@@ -96,7 +98,7 @@ def _translation(figures: Path) -> dict | None:
 
 def _ap_vs_lape(figures: Path) -> list[dict]:
     rows = []
-    overlap, summary = figures / "fig9_overlap.csv", figures / "fig10_summary.csv"
+    overlap, summary = figures / Fig.AP_LAPE_OVERLAP, figures / Fig.AP_LAPE_SUMMARY
     if overlap.is_file():
         o = pd.read_csv(overlap)
         rows.append({"claim": "Beyond the paper: AP and LAPE pick the same units? (Figure 9)",

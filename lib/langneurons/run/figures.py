@@ -11,9 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .atomic import atomic_path  # noqa: E402
-from ..data.languages import language_name  # noqa: E402
-from ..control.lid_scoring import main_rates  # noqa: E402
+from langneurons.base.atomic import atomic_path  # noqa: E402
+from langneurons.base.languages import language_name  # noqa: E402
+from langneurons.control.language_rates import main_rates  # noqa: E402
 
 
 def save_figure(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .cache import StageCache
-from .layout import RunLayout
-from .params import Params, ParamsError, load_params, params_from_dict, save_params
-from .stagelog import Stage
-from .stages import BY_NAME
+from langneurons.run.cache import StageCache
+from langneurons.base.paths import RunLayout
+from langneurons.base.params import Params, ParamsError, load_params, params_from_dict, save_params, start_read_log
+from langneurons.run.stagelog import Stage
+from langneurons.run.stages import BY_NAME, runs_with
 
-
-
-def runs_with(stage: str, p: Params) -> bool:
-    """Whether the stage has anything to do under selection.method (make replicate skips it otherwise)."""
-    method = BY_NAME[stage].method
-    return method is None or method in p.methods
 
 
 def setup(stage: str, profile: str, overrides: list[str], params: dict[str, Any]) -> tuple[Params, RunLayout, Stage]:
@@ -33,7 +27,7 @@ def setup(stage: str, profile: str, overrides: list[str], params: dict[str, Any]
     print(f"profile {p.profile}: {p.description}")
     print(f"model {p.model.path or p.model.id} | data {p.data.source} | languages {','.join(p.languages)}")
     print(f"outputs in {layout.root}")
-    return p, layout, Stage(stage, layout.root, layout.figures, engine=p.notebook_engine)
+    return p, layout, Stage(stage, layout.root, layout.figures, engine=p.notebook_engine, read_log=start_read_log(p))
 
 
 def stage_cache(stage: Stage, p: Params, layout: RunLayout) -> StageCache:

@@ -24,17 +24,19 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from . import paths
-from .atomic import write_csv, write_text
-from .figures import plot_rate_vs_n, plot_rate_with_without, plot_top_bottom_both, plot_translation, save_figure
-from ..data.languages import LANGUAGES
-from ..control.lid_scoring import detect, main_rates, target_rates
-from ..data.release import MODELS as RELEASE_MODELS
-from ..data.release import Entry, Release, ReleaseError, generation_files, load_manifest, translation_file
-from .report import markdown_table
-from ..data.textsets import DataError
-from ..control.translation import TASKS, extract_answer, load_official_pairs, split_continuation
-from ..control.translation_eval import translation_metrics
+from langneurons.base import paths
+from langneurons.base.atomic import write_csv, write_text
+from langneurons.run.figures import plot_rate_vs_n, plot_rate_with_without, plot_top_bottom_both, plot_translation, save_figure
+from langneurons.base.languages import LANGUAGES
+from langneurons.control.language_rates import detect, main_rates, target_rates
+from langneurons.base.params import PAPER_MODELS as RELEASE_MODELS
+from langneurons.data.release_files import Entry, Release, ReleaseError, generation_files, load_manifest, translation_file
+from langneurons.run.report import markdown_table
+from langneurons.base.errors import DataError
+from langneurons.base.params import TASKS
+from langneurons.control.translation import extract_answer, load_official_pairs, split_continuation
+from langneurons.control.translation_eval import translation_metrics
+from langneurons.run.stages import Fig
 
 UNCONDITIONAL = "uncond"
 PAPER_N_PER_SIDE = 1000  # the paper's main condition: top-1000 + bottom-1000 ("2000 both")
@@ -174,8 +176,8 @@ def mean_over_models(rates: pd.DataFrame) -> pd.DataFrame:
 def write_paper_numbers(numbers: PaperNumbers, out_dir: Path) -> Path:
     """released_scores.csv, per-model figures 3-6 with their CSVs, mean rates and a README page."""
     write_csv(out_dir / "released_scores.csv", numbers.released_scores)
-    write_csv(out_dir / "fig3_5_target_rates.csv", numbers.rates)
-    write_csv(out_dir / "fig6_translation.csv", numbers.translation)
+    write_csv(out_dir / Fig.TARGET_RATES, numbers.rates)
+    write_csv(out_dir / Fig.TRANSLATION, numbers.translation)
     means = mean_over_models(numbers.rates)
     write_csv(out_dir / "mean_rates.csv", means)
     langs = list(LANGUAGES)
@@ -190,12 +192,12 @@ def write_paper_numbers(numbers: PaperNumbers, out_dir: Path) -> Path:
         markdown_table(means), "",
     ]
     for model, rates in numbers.rates.groupby("model", sort=False):
-        figs = [(f"fig3_target_rate-{model}", plot_rate_with_without(rates, langs, n, f"Forcing language units — {model} (paper)")),
-                (f"fig4_rate_vs_n-{model}", plot_rate_vs_n(rates, langs, f"Rate vs forced units — {model} (paper)")),
-                (f"fig5_top_bottom_both-{model}", plot_top_bottom_both(rates, langs, n, f"Top vs bottom vs both — {model} (paper)"))]
+        figs = [(f"{Fig.TARGET_RATE_PLOT}-{model}", plot_rate_with_without(rates, langs, n, f"Forcing language units — {model} (paper)")),
+                (f"{Fig.RATE_VS_N_PLOT}-{model}", plot_rate_vs_n(rates, langs, f"Rate vs forced units — {model} (paper)")),
+                (f"{Fig.TOP_BOTTOM_BOTH_PLOT}-{model}", plot_top_bottom_both(rates, langs, n, f"Top vs bottom vs both — {model} (paper)"))]
         tr = numbers.translation[numbers.translation.model == model]
         if len(tr):
-            figs.append((f"fig6_translation-{model}", plot_translation(tr, f"Translation prompt — {model} (paper)")))
+            figs.append((f"{Fig.TRANSLATION_PLOT}-{model}", plot_translation(tr, f"Translation prompt — {model} (paper)")))
         parts += [f"## {model}\n", markdown_table(main_rates(rates, n)), ""]
         for name, fig in figs:
             save_figure(fig, out_dir, name)

@@ -13,20 +13,19 @@ import sys
 import time
 from pathlib import Path
 
-from . import paths
-from .layout import RunLayout
-from .cache import StageCache, StaleUpstreamError
-from .notebook import runs_with
-from .progress import StageOutput
-from .check_figures import check
-from .check_figures import summary as figures_summary
-from .params import Params, ParamsError, load_params, save_params
-from .preflight import check_before_running, drop_stages_with_nothing_to_do
-from ..data.release import ReleaseError
-from ..data.released_data import needed_files, release_for
-from .report import write_report
-from .stagelog import Stage, stage_table
-from .stages import BY_NAME, NAMES, derived_are_current
+from langneurons.base import paths
+from langneurons.base.paths import RunLayout
+from langneurons.run.cache import StageCache, StaleUpstreamError
+from langneurons.run.progress import StageOutput
+from langneurons.run.check_figures import check
+from langneurons.run.check_figures import summary as figures_summary
+from langneurons.base.params import Params, ParamsError, load_params, save_params
+from langneurons.run.preflight import check_before_running, drop_stages_with_nothing_to_do
+from langneurons.data.release_files import ReleaseError
+from langneurons.data.profile_data import needed_files, release_for
+from langneurons.run.report import write_report
+from langneurons.run.stagelog import Stage, stage_table
+from langneurons.run.stages import BY_NAME, NAMES, SENTENCE_SETS, TRANSLATION_PAIRS, derived_are_current, reading, runs_with
 
 # The papermill chain, in order: each notebook reads what the ones before it wrote (see cache.SPECS).
 STAGES: tuple[str, ...] = NAMES
@@ -122,7 +121,7 @@ def run_notebook(stage: str, p: Params, profile: str, overrides: list[str], layo
     # the kernel's prints and progress bars, live in the terminal (one buffer per stream: their lines do not mix)
     live, live_err = StageOutput(f"{p.profile} {stage}", sys.stdout), StageOutput(f"{p.profile} {stage}", sys.stdout)
     if p.notebook_engine == "inprocess":  # in this process (inprocess.py); the same outputs, no kernel start
-        from .inprocess import NAME
+        from langneurons.run.inprocess import NAME
 
         engine = {"engine_name": NAME}
     else:  # a Jupyter kernel of its own, which writes its own stderr to logs/<stage>.kernel.log
@@ -153,22 +152,23 @@ def fetch_released_files(p: Params, stages: tuple[str, ...]) -> tuple[str, ...]:
     (translation.skip_if_missing: the tiny default offline); anything else stops here in one line.
     """
     needed = needed_files(p)
-    if "01_data_prep" in stages and "sentence sets" in needed:
-        release_for(p).fetch_all(needed["sentence sets"])
-    if "06_translation" in stages and "translation pairs" in needed:
+    if set(stages) & set(reading(SENTENCE_SETS)) and SENTENCE_SETS in needed:
+        release_for(p).fetch_all(needed[SENTENCE_SETS])
+    translating = set(stages) & set(reading(TRANSLATION_PAIRS))
+    if translating and TRANSLATION_PAIRS in needed:
         try:
-            release_for(p).fetch_all(needed["translation pairs"])
+            release_for(p).fetch_all(needed[TRANSLATION_PAIRS])
         except ReleaseError as e:
             if not p.translation.skip_if_missing:
                 raise
-            print(f"skipping 06_translation: the released translation pairs are not available ({e})")
-            stages = tuple(s for s in stages if s != "06_translation")
+            print(f"skipping {', '.join(sorted(translating))}: the released translation pairs are not available ({e})")
+            stages = tuple(s for s in stages if s not in translating)
     return stages
 
 
 def print_plan(p: Params) -> None:
     """The cost of the run in one paragraph (make plan prints it in full), before anything starts."""
-    from .plan import PlanError, make_plan, plan_paragraph
+    from langneurons.run.plan import PlanError, make_plan, plan_paragraph
 
     try:
         print(plan_paragraph(make_plan(p)), flush=True)

@@ -27,18 +27,20 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
-from . import paths
-from ..control.control import conditions_for
-from ..data.languages import LANGUAGES
-from ..model.models import ModelLoadError, check_causal
-from .params import ModelParams, Params, ParamsError, load_params
-from ..model.units import UnitsError, find_blocks, find_linear_modules
+from langneurons.base import paths
+from langneurons.control.forcing_runs import conditions_for
+from langneurons.base.languages import LANGUAGES
+from langneurons.model.loading import ModelLoadError, check_causal
+from langneurons.base.params import ModelParams, Params, ParamsError, load_params
+from langneurons.model.units import UnitsError, find_blocks, find_linear_modules
+from langneurons.run.stages import STAGES, runs_with
 
 GIB = 2**30
 CONFIGS_DIR = paths.PARAMS_DIR / "model_configs"  # the paper models' config.json, named <org>--<name>.json
@@ -303,66 +305,71 @@ def _decoding(s: _Shape, stage: str, batches: int, batch: int, prompt: int, new_
     return StageCost(stage, host, device, steps * step + batches * prefill, f"{what}, {steps:,} decoding steps")
 
 
-def estimate_stages(p: Params, s: _Shape) -> list[StageCost]:
-    """Peak memory and time of each stage (see the module docstring for the model)."""
+def _activations_cost(p: Params, s: _Shape, stage: str) -> StageCost:
     a = p.activations
     b = min(a.batch_size, max(s.n_texts, 1))
     working = b * a.seq_len * s.widest * 4 * ACTIVATION_COPIES + b * s.heads * a.seq_len**2 * 4 + b * s.n_units * 4
     host, device = _load_memory(s, working)
     tokens = s.n_texts * MEAN_TOKENS_PER_TEXT
-    activations = StageCost("02_activations", host, device, 2 * s.block_params * tokens / s.flops,
-                            f"{s.n_texts:,} texts, ~{tokens:,} tokens")
+    return StageCost(stage, host, device, 2 * s.block_params * tokens / s.flops, f"{s.n_texts:,} texts, ~{tokens:,} tokens")
 
+
+def _scoring_cost(p: Params, s: _Shape, stage: str) -> StageCost:
     chunk = s.n_texts * min(p.scoring.unit_chunk, s.n_units) * 8 * SCORING_COPIES
     responses = s.n_texts * s.n_units * len(p.languages)
     rate = SCORING_RATE_CPU * (GPU_SCORING_SPEEDUP if s.gpu else 1)
-    scoring = StageCost("03_scoring", BASE_BYTES + chunk, chunk if s.gpu else None, responses / rate,
-                        f"{_sci(responses)} responses (texts x units x languages)")
+    return StageCost(stage, BASE_BYTES + chunk, chunk if s.gpu else None, responses / rate,
+                     f"{_sci(responses)} responses (texts x units x languages)")
 
+
+def _generation_cost(p: Params, s: _Shape, stage: str) -> StageCost:
     g = p.generation
     conditions = len(conditions_for(p.languages, p.scoring.n_per_side, p.intervention.sweep, s.n_units))
     batch = min(g.batch_size, g.n_samples)
     batches = conditions * math.ceil(g.n_samples / batch)
-    intervention = _decoding(s, "05_intervention", batches, batch, GENERATION_PROMPT_TOKENS, g.max_new_tokens,
-                             f"{conditions} conditions x {g.n_samples} samples")
+    return _decoding(s, stage, batches, batch, GENERATION_PROMPT_TOKENS, g.max_new_tokens,
+                     f"{conditions} conditions x {g.n_samples} samples")
 
+
+def _translation_cost(p: Params, s: _Shape, stage: str) -> StageCost:
     t = p.translation
     pairs = sum(len([x for x in langs if x in p.languages]) for langs in t.tasks.values()) * t.n_pairs
     if pairs == 0:
-        translation = StageCost("06_translation", BASE_BYTES, None, 0.0, "no translation tasks in these languages")
-    else:
-        batch = min(t.batch_size, pairs)
-        # a batch runs until its last row has ended its answer line (or max_new_tokens)
-        steps = math.ceil(t.max_new_tokens * (TRANSLATION_STOP_SHARE if t.stop_at_answer_line else 1))
-        translation = _decoding(s, "06_translation", 2 * math.ceil(pairs / batch), batch, TRANSLATION_PROMPT_TOKENS,
-                                steps, f"{pairs:,} pairs x 2 conditions")
-
-    small = "small tables"
-    stages = [
-        StageCost("01_data_prep", BASE_BYTES, None, SMALL_STAGE_SECONDS, small),
-        activations,
-        scoring,
-        StageCost("04_analysis", BASE_BYTES, None, SMALL_STAGE_SECONDS, small),
-        intervention,
-        translation,
-    ]
-    if "lape" in p.methods:
-        stages.append(_comparison_cost(p, s))
-    return stages
+        return StageCost(stage, BASE_BYTES, None, 0.0, "no translation tasks in these languages")
+    batch = min(t.batch_size, pairs)
+    # a batch runs until its last row has ended its answer line (or max_new_tokens)
+    steps = math.ceil(t.max_new_tokens * (TRANSLATION_STOP_SHARE if t.stop_at_answer_line else 1))
+    return _decoding(s, stage, 2 * math.ceil(pairs / batch), batch, TRANSLATION_PROMPT_TOKENS, steps,
+                     f"{pairs:,} pairs x 2 conditions")
 
 
-def _comparison_cost(p: Params, s: _Shape) -> StageCost:
+def _comparison_cost(p: Params, s: _Shape, stage: str) -> StageCost:
     """Notebook 07: generation under each method's units, and perplexity passes over the held-out texts."""
     g, c = p.generation, p.comparison
     methods, languages = len(p.methods), len(p.languages)
     conditions = 1 + methods * languages
     batch = min(g.batch_size, g.n_samples)
-    forcing = _decoding(s, "07_ap_vs_lape", conditions * math.ceil(g.n_samples / batch), batch,
+    forcing = _decoding(s, stage, conditions * math.ceil(g.n_samples / batch), batch,
                         GENERATION_PROMPT_TOKENS, g.max_new_tokens, "")
     passes = methods * (languages + 1) * languages * c.heldout_per_language * MEAN_TOKENS_PER_TEXT
     seconds = forcing.seconds + 2 * (s.block_params + s.head_params) * passes / s.flops
-    return StageCost("07_ap_vs_lape", forcing.host_bytes, forcing.device_bytes, seconds,
+    return StageCost(stage, forcing.host_bytes, forcing.device_bytes, seconds,
                      f"{conditions} conditions x {g.n_samples} samples; {_sci(passes)} held-out tokens scored")
+
+
+def _small_cost(p: Params, s: _Shape, stage: str) -> StageCost:
+    return StageCost(stage, BASE_BYTES, None, SMALL_STAGE_SECONDS, "small tables")
+
+
+COST_MODELS: dict[str, Callable[[Params, _Shape, str], StageCost]] = {  # StageDef.cost -> estimate
+    "small": _small_cost, "activations": _activations_cost, "scoring": _scoring_cost,
+    "generation": _generation_cost, "translation": _translation_cost, "comparison": _comparison_cost,
+}
+
+
+def estimate_stages(p: Params, s: _Shape) -> list[StageCost]:
+    """Peak memory and time of each stage the run has (see the module docstring for the model)."""
+    return [COST_MODELS[stage.cost](p, s, stage.name) for stage in STAGES if runs_with(stage.name, p)]
 
 
 def _assumptions(p: Params, s: _Shape, model_dtype: str) -> list[str]:

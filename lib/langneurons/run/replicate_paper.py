@@ -14,11 +14,11 @@ import sys
 import time
 from dataclasses import dataclass
 
-from . import paths
-from .all_profiles import write_all
-from .params import ParamsError, load_params, profile_name
-from .pipeline import INTERRUPTED, STAGES, Interrupted, run_stages
-from .stagelog import stage_records
+from langneurons.base import paths
+from langneurons.run.all_profiles import write_all
+from langneurons.base.params import ParamsError, load_params, profile_name
+from langneurons.run.pipeline import INTERRUPTED, STAGES, Interrupted, run_stages
+from langneurons.run.stagelog import stage_records
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import paths
-from .atomic import write_text
-from .claims import claims_table
-from .layout import RunLayout
-from .params import Params
-from .stagelog import batch_size_table, stage_table
+from langneurons.base import paths
+from langneurons.base.atomic import write_text
+from langneurons.run.claims import claims_table
+from langneurons.base.paths import RunLayout
+from langneurons.base.params import Params
+from langneurons.run.stagelog import batch_size_table, stage_table
+from langneurons.run.stages import Fig
 
 
 def markdown_table(df: pd.DataFrame, digits: int = 1) -> str:
@@ -48,11 +49,11 @@ def paper_tables(figures_root: Path, model: str) -> tuple[pd.DataFrame, pd.DataF
     """(rates, translation metrics) of one release model from <figures_root>/paper/ (written by
     `make paper-numbers`), or None when they are not there."""
     out = figures_root / "paper"
-    if not (out / "fig3_5_target_rates.csv").is_file():
+    if not (out / Fig.TARGET_RATES).is_file():
         return None
-    rates = pd.read_csv(out / "fig3_5_target_rates.csv", keep_default_na=False)
+    rates = pd.read_csv(out / Fig.TARGET_RATES, keep_default_na=False)
     rates = rates[rates.model == model]
-    trans = pd.read_csv(out / "fig6_translation.csv") if (out / "fig6_translation.csv").is_file() else pd.DataFrame()
+    trans = pd.read_csv(out / Fig.TRANSLATION) if (out / Fig.TRANSLATION).is_file() else pd.DataFrame()
     trans = trans[trans.model == model] if len(trans) else pd.DataFrame(columns=["task", "target", "condition"])
     return (rates, trans) if len(rates) else None
 
@@ -76,13 +77,13 @@ def _paper_section(p: Params, layout: RunLayout) -> list[str]:
     parts = ["## Beside the paper's own numbers\n",
              f"The authors' released generations of `{p.paper_model}`, scored by the same code as this run "
              "(`paper_figures/paper/`). `n_top`/`n_bottom`: units forced per side (the paper's \"2000 both\" = 1000 + 1000).\n"]
-    rates_file = layout.figures / "fig3_5_target_rates.csv"
+    rates_file = layout.figures / Fig.TARGET_RATES
     if rates_file.is_file():
         ours = pd.read_csv(rates_file, keep_default_na=False)
         keys = ["condition", "target", "n_top", "n_bottom"]
         parts += ["Target-language rate of unconditional generation (%):\n",
                   markdown_table(beside_paper(ours, paper_rates, keys, ["target_rate"])), ""]
-    trans_file = layout.figures / "fig6_translation.csv"
+    trans_file = layout.figures / Fig.TRANSLATION
     if trans_file.is_file() and len(paper_trans):
         ours = pd.read_csv(trans_file)
         parts += ["Translation prompt: answers in the target language (%) and BLEU:\n",
@@ -93,23 +94,23 @@ def _paper_section(p: Params, layout: RunLayout) -> list[str]:
 def _comparison_section(p: Params, layout: RunLayout) -> list[str]:
     """Notebook 07: AP against LAPE at matched sizes (beyond the paper)."""
     f = layout.figures
-    if not (f / "fig10_summary.csv").is_file():
+    if not (f / Fig.AP_LAPE_SUMMARY).is_file():
         return []
     parts = ["## Beyond the paper: AP against LAPE (Figures 9-10)\n",
              "LAPE (Tang et al., ACL 2024) selects FFN activation units whose activation probability has a low entropy "
              f"across languages (filters: top_rate {p.selection.lape.top_rate}, filter_rate {p.selection.lape.filter_rate}, "
              f"activation_bar_ratio {p.selection.lape.activation_bar_ratio}). Each language gets k units from both methods: "
              "LAPE's set and AP's top-k. AP units that feed an FFN activation (fc1 / gate_proj) are mapped to it; see notebook 07.\n",
-             _figure(layout, "fig9_ap_vs_lape_units", "Left: units the two methods share per language (bars) against chance "
+             _figure(layout, Fig.AP_LAPE_UNITS_PLOT, "Left: units the two methods share per language (bars) against chance "
                      "(ticks) and the overlap of their layer distributions. Right: where each method's units sit.")]
-    overlap = pd.read_csv(f / "fig9_overlap.csv") if (f / "fig9_overlap.csv").is_file() else pd.DataFrame()
+    overlap = pd.read_csv(f / Fig.AP_LAPE_OVERLAP) if (f / Fig.AP_LAPE_OVERLAP).is_file() else pd.DataFrame()
     if len(overlap):
         parts += [markdown_table(overlap, 2), ""]
-    parts += [_figure(layout, "fig10_ap_vs_lape_effects", "Left: perplexity change (%) of held-out texts (columns) with "
+    parts += [_figure(layout, Fig.AP_LAPE_EFFECTS_PLOT, "Left: perplexity change (%) of held-out texts (columns) with "
                       "one language's units zeroed (rows), per method. Right: target-language rate with the units forced to on_p50."),
               "Per method: mean perplexity change where the zeroed language is the evaluated one (diagonal) and elsewhere, "
               "and the mean rise of the target-language rate (points):\n",
-              markdown_table(pd.read_csv(f / "fig10_summary.csv"), 2), ""]
+              markdown_table(pd.read_csv(f / Fig.AP_LAPE_SUMMARY), 2), ""]
     parts.append("Held-out texts are never texts of the selection sets (checked), but the model may have seen them in "
                  "training; each rate is a share of the generated samples, so a few points are within chance.\n")
     return parts
@@ -171,35 +172,35 @@ def build_report(p: Params, layout: RunLayout) -> str:
                   markdown_table(claims), ""]
     summary = layout.scores / "summary.csv"
     if summary.is_file():
-        parts += ["## Expertise (AP) of every unit\n", _figure(layout, "fig8_ap_distribution", "AP of every unit per language; red/blue: top-N/bottom-N cut-offs, dashed: chance."),
+        parts += ["## Expertise (AP) of every unit\n", _figure(layout, Fig.AP_DISTRIBUTION, "AP of every unit per language; red/blue: top-N/bottom-N cut-offs, dashed: chance."),
                   markdown_table(pd.read_csv(summary)[["language", "units", "max_ap", "min_ap", "top_cutoff_ap", "bottom_cutoff_ap", "selected_share_%"]], 3), ""]
-    if (f / "fig1_layer_distribution.csv").is_file():
-        dist = pd.read_csv(f / "fig1_layer_distribution.csv")
-        parts += ["## Where the units sit (Figure 1)\n", _figure(layout, "fig1_layer_distribution", "Selected units per block against relative depth (paper: mostly first and last layers)."),
+    if (f / Fig.LAYER_DISTRIBUTION).is_file():
+        dist = pd.read_csv(f / Fig.LAYER_DISTRIBUTION)
+        parts += ["## Where the units sit (Figure 1)\n", _figure(layout, Fig.LAYER_DISTRIBUTION_PLOT, "Selected units per block against relative depth (paper: mostly first and last layers)."),
                   "Share of the selected units by depth (%, all languages):\n", markdown_table(_depth_share(dist)), ""]
-    if (f / "fig2_overlap.csv").is_file():
-        shared = pd.read_csv(f / "fig2_overlap.csv")
+    if (f / Fig.OVERLAP).is_file():
+        shared = pd.read_csv(f / Fig.OVERLAP)
         off = shared[shared.language_a != shared.language_b]
-        parts += ["## Overlap between languages (Figure 2)\n", _figure(layout, "fig2_overlap", "Units shared by two languages' top-N (left) and bottom-N (right) sets, % of N (paper: < 5%)."),
+        parts += ["## Overlap between languages (Figure 2)\n", _figure(layout, Fig.OVERLAP_PLOT, "Units shared by two languages' top-N (left) and bottom-N (right) sets, % of N (paper: < 5%)."),
                   f"Largest overlap between two languages: top {off[off.side == 'top'].percent_of_n.max():.1f}%, bottom {off[off.side == 'bottom'].percent_of_n.max():.1f}% of N.\n"]
-    if (f / "fig3_main_rates.csv").is_file():
-        main = pd.read_csv(f / "fig3_main_rates.csv")
+    if (f / Fig.MAIN_RATES).is_file():
+        main = pd.read_csv(f / Fig.MAIN_RATES)
         parts += ["## Forcing the units steers generation (Figures 3-5)\n",
-                  _figure(layout, "fig3_target_rate", "Share of 100 unconditional generations in each language, without vs with its top-N + bottom-N units forced."),
+                  _figure(layout, Fig.TARGET_RATE_PLOT, "Share of 100 unconditional generations in each language, without vs with its top-N + bottom-N units forced."),
                   markdown_table(main), f"\nMean rise: **{main['rise'].mean():+.1f} points** (target-language rate, percent).\n",
-                  _figure(layout, "fig4_rate_vs_n", "Target-language rate against the number of forced units per side (log axis)."),
-                  _figure(layout, "fig5_top_bottom_both", "Forcing only the top-N, only the bottom-N, or both.")]
-    if (f / "fig6_translation.csv").is_file() and (layout.root / "generations" / "translation.csv").is_file():
-        tr = pd.read_csv(f / "fig6_translation.csv")
+                  _figure(layout, Fig.RATE_VS_N_PLOT, "Target-language rate against the number of forced units per side (log axis)."),
+                  _figure(layout, Fig.TOP_BOTTOM_BOTH_PLOT, "Forcing only the top-N, only the bottom-N, or both.")]
+    if (f / Fig.TRANSLATION).is_file() and (layout.root / "generations" / "translation.csv").is_file():
+        tr = pd.read_csv(f / Fig.TRANSLATION)
         wide = tr.pivot_table(index=["task", "target"], columns="condition",
                               values=["target_rate", "bleu", "language_name_only"], sort=False)
         wide.columns = [f"{metric} ({cond})" for metric, cond in wide.columns]
         parts += ["## Translation prompt with forced units (Figure 6)\n",
-                  _figure(layout, "fig6_translation", "Answers to the translation prompt in the target language (top) and BLEU (bottom), without vs with the target's units forced."),
+                  _figure(layout, Fig.TRANSLATION_PLOT, "Answers to the translation prompt in the target language (top) and BLEU (bottom), without vs with the target's units forced."),
                   "`none` = no intervention, `both` = top-N + bottom-N forced; `language_name_only` counts answers that only name a language.\n",
                   markdown_table(wide.reset_index()), ""]
-    if (f / "fig7_examples.csv").is_file():
-        ex = pd.read_csv(f / "fig7_examples.csv", keep_default_na=False)
+    if (f / Fig.EXAMPLES).is_file():
+        ex = pd.read_csv(f / Fig.EXAMPLES, keep_default_na=False)
         ex = ex.assign(text=ex["text"].str.slice(0, 160), target=ex["target"].replace("", "(none)"))
         parts += ["## Example generations\n", markdown_table(ex[["condition", "target", "text"]]), ""]
     parts += _comparison_section(p, layout)

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .atomic import write_json
-from .stages import record_derived
+from langneurons.base.atomic import write_json
+from langneurons.base.params import ReadLog, stop_read_log
+from langneurons.run.stages import keyed, record_derived
 
 if TYPE_CHECKING:  # torch (under batching) takes seconds to import: only the stages that batch need it
-    from ..model.batching import BatchSize
+    from langneurons.base.batch_halving import BatchSize
 
 
 def reset_peak_rss() -> None:
@@ -55,17 +56,30 @@ class Stage:
     reused: bool | None = None  # set by the stage's cache: True when its outputs were reused
     batch_sizes: list[BatchSize] = field(default_factory=list)  # recorded with the size actually used
     notes: dict[str, str] = field(default_factory=dict)  # one-line facts of the run worth keeping (e.g. how it batched)
+    read_log: ReadLog | None = None  # the params the stage reads (notebook.setup starts it; finish records it)
 
     def __post_init__(self) -> None:
         reset_peak_rss()
 
     def batch_size(self, param: str, asked: int, halve_on_oom: bool) -> BatchSize:
         """The stage's batch size for `param`; the log records what was asked and what was used."""
-        from ..model.batching import BatchSize
+        from langneurons.base.batch_halving import BatchSize
 
         batch = BatchSize(param, asked, halve_on_oom)
         self.batch_sizes.append(batch)
         return batch
+
+    def _params_read(self) -> tuple[list[str] | None, list[str] | None]:
+        """The params the stage read, and those of them its cache key does not hold (run/stages.py)."""
+        if self.read_log is None:
+            return None, None
+        stop_read_log()
+        read = sorted(self.read_log.keys)
+        not_keyed = [k for k in read if not keyed(self.name, k)]
+        if not_keyed:
+            print(f"warning: {self.name} read {', '.join(not_keyed)}, which its cache key does not hold: a change "
+                  "to them would reuse stale outputs. Add them to the stage's params in run/stages.py")
+        return read, not_keyed
 
     def finish(self, notebook: bool = True) -> dict:
         """Write the stage's log (and, from a notebook, the checksums of the files it derived).
@@ -81,10 +95,14 @@ class Stage:
         notes = self.notes
         if self.reused and path.is_file():  # likewise the notes of the run that computed them
             notes = json.loads(path.read_text()).get("notes", notes)
+        params_read, not_keyed = self._params_read()
+        if params_read is None and path.is_file():  # no notebook ran: keep what the last one read
+            previous = json.loads(path.read_text())
+            params_read, not_keyed = previous.get("params_read"), previous.get("params_not_keyed")
         record = {"stage": self.name, "wall_s": round(time.perf_counter() - self.started, 2),
                   "peak_rss_mib": round(peak_rss_mib(), 1), "reused": self.reused,
                   "notebook_engine": self.engine if notebook else None,
-                  "batch_sizes": sizes, "notes": notes}
+                  "batch_sizes": sizes, "notes": notes, "params_read": params_read, "params_not_keyed": not_keyed}
         # the time and memory of the run that computed the outputs (the report shows those, not a reuse check's)
         record["computed"] = {"wall_s": record["wall_s"], "peak_rss_mib": record["peak_rss_mib"]}
         if self.reused and path.is_file():

@@ -1,53 +1,171 @@
-"""The pipeline's stages in order, and what each one is: its notebook, the method it studies, and
-the files it derives from its cached outputs (figures and the tables behind them).
+"""The registry: every stage of the pipeline, in order, and everything that is known about it.
+
+Per stage: its notebook, the method it studies, the params its outputs depend on (the cache key),
+the stages it reads, its outputs, whether it loads the model, which cost model `make plan` uses,
+the figure files it writes with the tolerances `make check-figures` accepts, and the files it
+derives into the run folder. pipeline, cache, notebook, check_figures, plan, report and the
+notebooks read it; nothing else names a stage or a figure file.
 
 A notebook first reuses or computes its stage's outputs (cache.py), then draws figures and tables
 from them. The derived files are listed here so that `make replicate` can tell, without starting a
 kernel, that a reused stage has nothing left to do: its outputs match their stamp and every derived
-file is the one the stage last wrote (derived_are_current).
+file is the one the stage last wrote from the notebook as it is now (derived_are_current).
+
+Adding a stage: a StageDef here, its notebook notebooks/<name>.ipynb, its library module (see
+docs/pipeline.md).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..model.manifest import sha256
-from .atomic import write_json
+from langneurons.base import paths
+from langneurons.base.atomic import write_json
+from langneurons.base.manifest import sha256
+from langneurons.data.profile_data import HELDOUT_TEXTS, SENTENCE_SETS, TRANSLATION_PAIRS
+
+if TYPE_CHECKING:
+    from langneurons.base.params import Params
+
+
+class Fig:
+    """The figure files, by what they show (CSV: the table behind a figure; no suffix: a PNG + PDF pair)."""
+
+    AP_SUMMARY = "fig8_ap_summary.csv"
+    AP_DISTRIBUTION = "fig8_ap_distribution"
+    LAPE_SUMMARY = "lape_summary.csv"
+    LAYER_DISTRIBUTION = "fig1_layer_distribution.csv"
+    LAYER_DISTRIBUTION_PLOT = "fig1_layer_distribution"
+    LAYER_KINDS = "layer_kinds.csv"
+    OVERLAP = "fig2_overlap.csv"
+    OVERLAP_PLOT = "fig2_overlap"
+    TARGET_RATES = "fig3_5_target_rates.csv"
+    MAIN_RATES = "fig3_main_rates.csv"
+    EXAMPLES = "fig7_examples.csv"
+    TARGET_RATE_PLOT = "fig3_target_rate"
+    RATE_VS_N_PLOT = "fig4_rate_vs_n"
+    TOP_BOTTOM_BOTH_PLOT = "fig5_top_bottom_both"
+    TRANSLATION = "fig6_translation.csv"
+    TRANSLATION_PLOT = "fig6_translation"
+    AP_LAPE_OVERLAP = "fig9_overlap.csv"
+    AP_LAPE_LAYERS = "fig9_layer_distribution.csv"
+    AP_LAPE_FORCING = "fig10_forcing_rates.csv"
+    AP_LAPE_DEACTIVATION = "fig10_deactivation.csv"
+    AP_LAPE_SUMMARY = "fig10_summary.csv"
+    AP_LAPE_UNITS_PLOT = "fig9_ap_vs_lape_units"
+    AP_LAPE_EFFECTS_PLOT = "fig10_ap_vs_lape_effects"
+    LANGUAGE_DISTRIBUTION = "generations/language_distribution.csv"  # in the run folder
+
+
+COUNTS = "counts"  # tolerance of unit counts: COUNT_SHARE of N (scoring.n_per_side), at least 2
+COUNT_SHARE = 0.02
+TEXTS = "texts"  # a table of sampled texts, not numbers: differing texts are within tolerance
+Tolerance = dict[str, float | str]  # column ("*": any) -> largest accepted |difference|, or COUNTS
 
 
 @dataclass(frozen=True)
 class StageDef:
     name: str  # notebooks/<name>.ipynb
     method: str | None  # "ap" or "lape": the stage studies that method's units (skipped without it); None: always runs
-    figures: tuple[str, ...] = ()  # files the notebook writes into paper_figures/<profile>/
+    params: tuple[str, ...]  # dotted param keys whose values change the outputs (the cache key)
+    upstream: tuple[str, ...]  # stages whose outputs this stage reads
+    outputs: tuple[str, ...]  # files or folders under the run directory that the stage writes
+    cost: str  # make plan's cost model: small | activations | scoring | generation | translation | comparison
+    model: bool = False  # reads the model's weights (its fingerprint joins the key)
+    reads: tuple[str, ...] = ()  # what it reads from outside the run: SENTENCE_SETS, TRANSLATION_PAIRS, HELDOUT_TEXTS
+    needs_units: bool = False  # checked against the model's units before the run (N per side, LAPE's blocks)
+    generates: bool = False  # generates text (the tokenizer needs a start token)
+    tables: dict[str, Tolerance | str] = field(default_factory=dict)  # CSVs in paper_figures/<profile>/ -> check tolerances
+    drawn: tuple[str, ...] = ()  # figures drawn as PNG + PDF (stems)
     run_files: tuple[str, ...] = ()  # files the notebook derives into runs/<profile>/ besides the cached outputs
 
+    @property
+    def figures(self) -> tuple[str, ...]:
+        """Every file the notebook writes into paper_figures/<profile>/."""
+        return (*self.tables, *(f"{stem}.{ext}" for stem in self.drawn for ext in ("png", "pdf")))
 
-def _drawn(*stems: str) -> tuple[str, ...]:
-    """A figure's PNG and PDF."""
-    return tuple(f"{stem}.{ext}" for stem in stems for ext in ("png", "pdf"))
 
+# Model params that change the outputs of a stage that runs the model (how the weights are read)
+MODEL_RUN = ("model.dtype", "model.device_map", "model.attn_implementation")
+# Params that never change a stage's outputs: names, folders, bookkeeping (read freely by every stage)
+NOT_KEYED = ("profile", "description", "report_note", "force", "halve_batch_on_oom", "notebook_engine", "paper_model",
+             "output_root", "figures_root", "release", "paper", "model.device", "scoring.unit_chunk")
 
 STAGES: tuple[StageDef, ...] = (
-    StageDef("01_data_prep", None),
-    StageDef("02_activations", None),
-    StageDef("03_scoring", None, ("fig8_ap_summary.csv", "lape_summary.csv", *_drawn("fig8_ap_distribution"))),
-    StageDef("04_analysis", "ap", ("fig1_layer_distribution.csv", "layer_kinds.csv", "fig2_overlap.csv",
-                                   *_drawn("fig1_layer_distribution", "fig2_overlap"))),
-    StageDef("05_intervention", "ap", ("fig3_5_target_rates.csv", "fig3_main_rates.csv", "fig7_examples.csv",
-                                       *_drawn("fig3_target_rate", "fig4_rate_vs_n", "fig5_top_bottom_both")),
-             ("generations/language_distribution.csv",)),
-    StageDef("06_translation", "ap", ("fig6_translation.csv", *_drawn("fig6_translation"))),
-    StageDef("07_ap_vs_lape", "lape", ("fig9_overlap.csv", "fig9_layer_distribution.csv", "fig10_forcing_rates.csv",
-                                       "fig10_deactivation.csv", "fig10_summary.csv",
-                                       *_drawn("fig9_ap_vs_lape_units", "fig10_ap_vs_lape_effects"))),
+    StageDef("01_data_prep", None, ("languages", "data"), (), ("data",), "small", reads=(SENTENCE_SETS,)),
+    StageDef("02_activations", None,
+             (*MODEL_RUN, "activations.seq_len", "activations.batch_size", "activations.exact", "activations.storage_dtype",
+              "selection.method"),
+             ("01_data_prep",), ("activations",), "activations", model=True, needs_units=True),
+    StageDef("03_scoring", None, ("languages", "scoring.n_per_side", "scoring.ap_thresholds", "selection"),
+             ("01_data_prep", "02_activations"), ("scores", "selection", "lape"), "scoring", needs_units=True,
+             tables={Fig.AP_SUMMARY: {"max_ap": 1e-6, "min_ap": 1e-6, "top_cutoff_ap": 1e-6, "bottom_cutoff_ap": 1e-6,
+                                      "top_tie_width": COUNTS, "bottom_tie_width": COUNTS},
+                     Fig.LAPE_SUMMARY: {"units": COUNTS, "shared_with_another_language": COUNTS, "mean_entropy": 0.05,
+                                        "filter_value": 1e-3, "activation_bar": 1e-3, "kept_units": COUNTS}},
+             drawn=(Fig.AP_DISTRIBUTION,)),
+    StageDef("04_analysis", "ap", ("languages", "scoring.n_per_side"), ("02_activations", "03_scoring"), ("analysis",),
+             "small",
+             tables={Fig.LAYER_DISTRIBUTION: {"count": COUNTS}, Fig.LAYER_KINDS: {"*": COUNTS},
+                     Fig.OVERLAP: {"shared": COUNTS, "percent_of_n": 2.0}},
+             drawn=(Fig.LAYER_DISTRIBUTION_PLOT, Fig.OVERLAP_PLOT)),
+    # Rates are shares of 100 sampled texts. Measured: switching the CPU kernels (AVX-512 -> AVX2, MKL's
+    # path) left the selections equal but moved main rates by up to 1 point and one sweep entry by 6.
+    StageDef("05_intervention", "ap", ("languages", *MODEL_RUN, "scoring.n_per_side", "generation", "intervention"),
+             ("02_activations", "03_scoring"), ("generations/unconditional.parquet", "generations/unconditional.csv"),
+             "generation", model=True, generates=True,
+             tables={Fig.TARGET_RATES: {"target_rate": 8.0},
+                     Fig.MAIN_RATES: {"none": 5.0, "top": 5.0, "bottom": 5.0, "both": 5.0, "rise": 10.0},
+                     Fig.EXAMPLES: TEXTS},
+             drawn=(Fig.TARGET_RATE_PLOT, Fig.RATE_VS_N_PLOT, Fig.TOP_BOTTOM_BOTH_PLOT),
+             run_files=(Fig.LANGUAGE_DISTRIBUTION,)),
+    StageDef("06_translation", "ap", ("languages", *MODEL_RUN, "scoring.n_per_side", "intervention.value", "translation"),
+             ("03_scoring",), ("generations/translation.parquet", "generations/translation.csv"), "translation", model=True,
+             reads=(TRANSLATION_PAIRS,), generates=True,
+             tables={Fig.TRANSLATION: {"target_rate": 3.0, "bleu": 1.0, "language_name_only": 3.0, "empty": 3.0}},
+             drawn=(Fig.TRANSLATION_PLOT,)),
+    # AP vs LAPE: the matched sets follow both selections, the rates are sampled texts
+    StageDef("07_ap_vs_lape", "lape",
+             ("languages", *MODEL_RUN, "activations.seq_len", "selection", "generation", "comparison", "data.source",
+              "data.files.path"),
+             ("01_data_prep", "02_activations", "03_scoring"), ("comparison",), "comparison", model=True,
+             reads=(HELDOUT_TEXTS,), generates=True,
+             tables={Fig.AP_LAPE_OVERLAP: {"n": COUNTS, "ap_units_feeding_ffn": COUNTS, "shared": COUNTS,
+                                           "shared_percent": 5.0, "chance_shared": 2.0, "block_overlap_percent": 5.0},
+                     Fig.AP_LAPE_LAYERS: {"count": COUNTS},
+                     Fig.AP_LAPE_FORCING: {"n_units": COUNTS, "none": 8.0, "forced": 8.0, "rise": 10.0},
+                     Fig.AP_LAPE_DEACTIVATION: {"tokens": 0.0, "n_units": COUNTS, "ppl_base": 0.5, "ppl": 2.0,
+                                                "ppl_change": 2.0, "log_ppl_change": 0.02},
+                     Fig.AP_LAPE_SUMMARY: {"mean_units_per_language": COUNTS, "ppl_change_diagonal_%": 2.0,
+                                           "ppl_change_off_diagonal_%": 2.0, "mean_rate_rise_points": 8.0}},
+             drawn=(Fig.AP_LAPE_UNITS_PLOT, Fig.AP_LAPE_EFFECTS_PLOT)),
 )
 BY_NAME: dict[str, StageDef] = {s.name: s for s in STAGES}
 NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
 STAGE_OF_FIGURE: dict[str, str] = {f: s.name for s in STAGES for f in s.figures}  # which stage writes each figure file
+def reading(what: str) -> tuple[str, ...]:
+    """The stages that read `what` (SENTENCE_SETS, TRANSLATION_PAIRS, HELDOUT_TEXTS) from outside the run."""
+    return tuple(s.name for s in STAGES if what in s.reads)
+
+
+TOLERANCES: dict[str, Tolerance | str] = {f: tol for s in STAGES for f, tol in s.tables.items()}
+
+
+def runs_with(stage: str, p: Params) -> bool:
+    """Whether the stage has anything to do under selection.method (make replicate skips it otherwise)."""
+    method = BY_NAME[stage].method
+    return method is None or method in p.methods
+
+
+def keyed(stage: str, read: str) -> bool:
+    """Whether a param the stage read is part of its cache key (or never changes outputs)."""
+    spec = BY_NAME[stage]
+    covering = (*spec.params, *NOT_KEYED, *(("model",) if spec.model else ()))
+    return any(read == k or read.startswith(k + ".") for k in covering)
 
 
 def _derived_record_path(run_dir: Path, stage: str) -> Path:
@@ -61,6 +179,12 @@ def _stamp_digest(run_dir: Path, stage: str) -> str | None:
         return None
 
 
+def _notebook_digest(stage: str) -> str | None:
+    """The notebook's checksum: an edited notebook reruns (on the cached outputs) to redraw its files."""
+    nb = paths.NOTEBOOKS_DIR / f"{stage}.ipynb"
+    return sha256(nb) if nb.is_file() else None
+
+
 def record_derived(stage: str, run_dir: Path, figures_dir: Path, since: float) -> None:
     """After a notebook ran: the checksums of the derived files it wrote (modified since `since`,
     a time.time()), tied to the stage's current stamp."""
@@ -72,7 +196,8 @@ def record_derived(stage: str, run_dir: Path, figures_dir: Path, since: float) -
     def written(root: Path, names: tuple[str, ...]) -> dict[str, str]:
         return {n: sha256(root / n) for n in names if (root / n).is_file() and (root / n).stat().st_mtime >= since}
 
-    write_json(_derived_record_path(run_dir, stage), {"stamp": digest, "figures": written(figures_dir, spec.figures),
+    write_json(_derived_record_path(run_dir, stage), {"stamp": digest, "notebook": _notebook_digest(stage),
+                                                      "figures": written(figures_dir, spec.figures),
                                                       "run": written(run_dir, spec.run_files),
                                                       "recorded": time.strftime("%Y-%m-%d %H:%M:%S")})
 
@@ -84,7 +209,7 @@ def derived_are_current(stage: str, run_dir: Path, figures_dir: Path) -> bool:
         record = json.loads(_derived_record_path(run_dir, stage).read_text())
     except (OSError, ValueError):
         return False
-    if record.get("stamp") != _stamp_digest(run_dir, stage) or not (run_dir / "notebooks" / f"{stage}.ipynb").is_file():
+    if record.get("stamp") != _stamp_digest(run_dir, stage) or record.get("notebook") != _notebook_digest(stage) or not (run_dir / "notebooks" / f"{stage}.ipynb").is_file():
         return False
     files = [(figures_dir / n, h) for n, h in record.get("figures", {}).items()]
     files += [(run_dir / n, h) for n, h in record.get("run", {}).items()]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..run.atomic import write_csv
+from langneurons.base.atomic import write_csv
 
 SIDES = ("top", "bottom")
 

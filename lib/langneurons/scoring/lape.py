@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data.textsets import TextSets
-from ..model.lape_pass import FFN_MATRIX_FILE, FFN_UNITS_FILE, load_lape_counts
-from ..run.atomic import write_csv, write_parquet
-from ..run.params import LapeParams
+from langneurons.data.textsets import TextSets
+from langneurons.model.lape_pass import FFN_MATRIX_FILE, FFN_UNITS_FILE, load_lape_counts
+from langneurons.base.atomic import write_csv, write_parquet
+from langneurons.base.params import LapeParams
 
 METHOD = "lape"
 

@@ -13,10 +13,10 @@ import pandas as pd
 from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..run.params import GenerationParams
-from .deactivation import perplexity_matrix
-from .generation import sample_texts
-from .intervention import force_units, forcing_spec
+from langneurons.base.params import GenerationParams
+from langneurons.control.deactivation import perplexity_matrix
+from langneurons.control.generation import sample_texts
+from langneurons.control.intervention import force_units, forcing_spec
 
 
 def _sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, gen: GenerationParams) -> list[str]:

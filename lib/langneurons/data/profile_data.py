@@ -12,10 +12,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..run import paths
-from .languages import LANGUAGES
-from ..run.params import Params, ParamsError, load_params
-from .release import COMMIT, Release, ReleaseError, load_manifest, sense_file, translation_file
+from langneurons.base import paths
+from langneurons.base.languages import LANGUAGES
+from langneurons.base.params import Params, ParamsError, load_params
+from langneurons.data.release_files import COMMIT, Release, ReleaseError, load_manifest, sense_file, translation_file
+
+
+# What a stage may read from outside the run (run/stages.py: StageDef.reads)
+SENTENCE_SETS = "sentence sets"  # the positive/negative text sets (data.source)
+TRANSLATION_PAIRS = "translation pairs"  # the translation tasks' pairs (translation.source)
+HELDOUT_TEXTS = "held-out texts"  # texts never used for selection (comparison.heldout_path, else the data source's)
 
 
 def release_for(p: Params, progress: bool = True) -> Release:
@@ -45,9 +51,9 @@ def needed_files(p: Params) -> dict[str, list[str]]:
     """Release paths the profile reads, by what they are for (empty when it uses its own folders)."""
     needed = {}
     if uses_released_sets(p):
-        needed["sentence sets"] = sense_files()
+        needed[SENTENCE_SETS] = sense_files()
     if uses_released_pairs(p):
-        needed["translation pairs"] = [translation_file(task, lang) for task, lang in translation_pairs(p)]
+        needed[TRANSLATION_PAIRS] = [translation_file(task, lang) for task, lang in translation_pairs(p)]
     return needed
 
 

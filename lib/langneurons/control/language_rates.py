@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .langid import detect_languages
+from langneurons.data.language_id import detect_languages
 
 
 def detect(generations: pd.DataFrame) -> pd.DataFrame:

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..data.languages import language_name  # noqa: E402
+from langneurons.base.languages import language_name  # noqa: E402
 
 COLORS = {"ap": "tab:red", "lape": "tab:green"}
 LABELS = {"ap": "AP (top-k linear outputs)", "lape": "LAPE (FFN activations)"}

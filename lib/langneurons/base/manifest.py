@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ..run.atomic import write_text
+from langneurons.base.atomic import write_text
 
 MANIFEST = "SHA256SUMS"
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
+
+from langneurons.base.errors import DataError
 
 LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "es", "zh", "ja")
 # Names for figures and reports. A code not listed here is shown as the code itself.
@@ -42,3 +45,13 @@ def check_languages(languages: list[str] | tuple[str, ...], available: tuple[str
     if len(set(languages)) != len(languages):
         raise ValueError(f"languages {list(languages)} has duplicates: list each language once")
     return list(languages)
+
+
+def folder_codes(folder: Path) -> tuple[str, ...]:
+    """The language codes the folder provides: the stems of its .txt files, sorted."""
+    if not folder.is_dir():
+        raise DataError(f"data.files.path {folder} is not a folder: point it at a folder of <code>.txt files")
+    codes = tuple(sorted(p.stem for p in folder.glob("*.txt") if p.is_file()))
+    if not codes:
+        raise DataError(f"{folder} holds no .txt files: add <code>.txt (one text per line) for each language")
+    return codes

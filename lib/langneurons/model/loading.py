@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..run import paths
-from ..run.params import ModelParams
+from langneurons.base import paths
+from langneurons.base.params import ModelParams
 
 if TYPE_CHECKING:  # transformers takes seconds to import: only loading a model needs it
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
@@ -36,7 +36,7 @@ def model_source(mp: ModelParams) -> str:
 
 def weights_note(mp: ModelParams) -> str:
     """Where float weights came from when not a plain checkpoint (a GGUF file's quantization), else ''."""
-    from .gguf_weights import describe
+    from langneurons.model.gguf_weights import describe
 
     return describe(mp)
 
@@ -47,7 +47,7 @@ def load_model(mp: ModelParams) -> tuple[PreTrainedModel, PreTrainedTokenizerBas
 
     source = model_source(mp)
     if mp.gguf_file:  # dequantized once into a float folder in the user cache; loaded from there
-        from .gguf_weights import GGUFError, float_copy
+        from langneurons.model.gguf_weights import GGUFError, float_copy
 
         try:
             source = str(float_copy(mp))

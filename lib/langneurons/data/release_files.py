@@ -19,16 +19,14 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..model.manifest import sha256
-from ..run import paths
+from langneurons.base.manifest import sha256
+from langneurons.base import paths
 
 COMMIT = "5ce59ec66a6623d29d9dc1d27a4278733bd86656"
 DEFAULT_URL = f"https://raw.githubusercontent.com/kojima-takeshi188/lang_neuron/{COMMIT}"
 URL_ENV = "LANGNEURONS_RELEASE_URL"
 MANIFEST_PATH = Path(__file__).with_name("release_manifest.tsv")
 # The paper's eight models, as the release names their folders under outputs/ (in the paper's order).
-MODELS: tuple[str, ...] = ("xglm-564M", "xglm-1.7B", "xglm-2.9B", "bloom-560m", "bloom-1b7", "bloom-3b",
-                           "Llama-2-7b-hf", "Llama-2-13b-hf")
 CHUNK = 64 * 1024
 REPO = f"github.com/kojima-takeshi188/lang_neuron at commit {COMMIT}"
 # A connection that drops or never comes: worth another try, resuming where it stopped.

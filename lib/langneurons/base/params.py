@@ -12,17 +12,17 @@ import dataclasses
 import difflib
 import types
 import typing
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from . import paths
-from ..data.languages import LANGUAGES, check_languages
-from ..data.release import MODELS as RELEASE_MODELS
-from ..data.textsets import DataError
-from ..control.translation import TASKS, HubTranslationSource
+from langneurons.base import paths
+from langneurons.base.errors import DataError
+from langneurons.base.languages import LANGUAGES, check_languages, folder_codes
 
 DATA_SOURCES = ("official", "hub", "bundled", "files")
 MODEL_DTYPES = ("float32", "float16", "bfloat16", "auto")
@@ -37,8 +37,109 @@ class ParamsError(ValueError):
     """A bad parameter: the message names the key (or file) and how to fix it."""
 
 
+# The paper's eight models, as the released files name them.
+PAPER_MODELS: tuple[str, ...] = ("xglm-564M", "xglm-1.7B", "xglm-2.9B", "bloom-560m", "bloom-1b7", "bloom-3b",
+                           "Llama-2-7b-hf", "Llama-2-13b-hf")
+
+# Translation tasks of the paper and the languages each covers.
+TASKS: dict[str, tuple[str, ...]] = {
+    "flores200": ("de", "fr", "es", "zh", "ja"),
+    "iwslt2017": ("de", "fr", "ja", "zh"),
+    "wmt": ("de", "fr", "zh"),
+}
+HUB_KINDS = ("translation_column", "parallel_configs")
+
+
+# ---------------------------------------------------------------- which params a stage reads
+
+
+@dataclass
+class ReadLog:
+    """The dotted keys of the params read while it is active (one stage of a run)."""
+
+    prefixes: dict[int, str]  # id of each section of the params being logged -> its dotted prefix
+    keys: set[str] = field(default_factory=set)
+
+
+_ACTIVE: list[ReadLog] = []  # at most one; a list so that pausing is a push/pop
+
+
+class _Section:
+    """Base of the params sections: while a ReadLog is active, every field read is logged.
+
+    This is how a stage's cache key is checked against what the stage actually reads (stagelog
+    records the keys; a key outside the stage's registered params is reported, and the tests fail)."""
+
+    def __getattribute__(self, name: str) -> Any:
+        value = object.__getattribute__(self, name)
+        if _ACTIVE and _ACTIVE[-1] is not None and name in type(self).__dataclass_fields__ \
+                and not isinstance(value, _Section):
+            log = _ACTIVE[-1]
+            prefix = log.prefixes.get(id(self))
+            if prefix is not None:
+                log.keys.add(prefix + name)
+        return value
+
+
+def _sections(section: _Section, prefix: str = "") -> dict[int, str]:
+    out = {id(section): prefix}
+    for f in dataclasses.fields(section):  # type: ignore[arg-type]
+        value = object.__getattribute__(section, f.name)
+        if isinstance(value, _Section):
+            out.update(_sections(value, f"{prefix}{f.name}."))
+    return out
+
+
+def start_read_log(p: Params) -> ReadLog:
+    """Log every param of `p` read from now on (until stop_read_log)."""
+    log = ReadLog(_sections(p))
+    _ACTIVE[:] = [log]
+    return log
+
+
+def stop_read_log() -> None:
+    _ACTIVE.clear()
+
+
+@contextmanager
+def unlogged() -> Iterator[None]:
+    """Reads that are not the stage's (writing the params file, computing the cache key)."""
+    _ACTIVE.append(None)  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        _ACTIVE.pop()
+
+
 @dataclass(frozen=True)
-class ModelParams:
+class HubTranslationSource:
+    """Where a task's pairs live on the hub, and how they are laid out.
+
+    kind "translation_column": each row holds `translation` = {"en": ..., "<lang>": ...} (IWSLT2017,
+    WMT); `config` names the language pair. kind "parallel_configs": two configs of one dataset
+    aligned row by row (FLORES+); `config` is the target's, `source_config` the English one, and
+    `text_field` the column holding the sentence. Config templates are formatted with {lang} (ours)
+    and {code} (the dataset's, from `codes`).
+    """
+
+    id: str  # dataset id on the hub, or a local directory laid out like one
+    config: str  # e.g. "iwslt2017-en-{lang}", "{code}-en", "{code}"
+    split: str
+    kind: str  # one of HUB_KINDS
+    codes: dict[str, str] = field(default_factory=dict)  # our language -> the dataset's code
+    text_field: str = "text"  # parallel_configs only
+    source_config: str | None = None  # parallel_configs only, e.g. "eng_Latn"
+
+    def __post_init__(self) -> None:
+        if self.kind not in HUB_KINDS:
+            raise DataError(f"hub translation source {self.id}: kind '{self.kind}' is unknown: use one of {HUB_KINDS}")
+        if self.kind == "parallel_configs" and not self.source_config:
+            raise DataError(f"hub translation source {self.id} (parallel_configs) needs source_config: "
+                            "the English config, e.g. eng_Latn")
+
+
+@dataclass(frozen=True)
+class ModelParams(_Section):
     id: str  # Hugging Face hub id, e.g. facebook/xglm-564M (used when `path` is null)
     path: str | None  # local model directory (config.json + weights); wins over `id` when set
     revision: str | None  # hub revision (branch, tag or commit) for exact reproducibility
@@ -61,7 +162,7 @@ class HubSource:
 
 
 @dataclass(frozen=True)
-class HubDataParams:
+class HubDataParams(_Section):
     sources: list[HubSource]  # positives/negatives are split evenly over these (paper: PAWS-X, FLORES-200)
     n_positive: int  # positives per language (paper: 500)
     n_negative_per_language: int  # negatives from each other language (paper: 500)
@@ -69,20 +170,20 @@ class HubDataParams:
 
 
 @dataclass(frozen=True)
-class BundledDataParams:
+class BundledDataParams(_Section):
     n_positive: int  # positives per language, at most (the corpus has ~600-1,100 sentences each)
     n_negative_per_language: int  # negatives from each other language, at most
     seed: int  # sampling seed
 
 
 @dataclass(frozen=True)
-class ReleaseParams:
+class ReleaseParams(_Section):
     url: str | None  # where the original code's released files are fetched from (null: $LANGNEURONS_RELEASE_URL, else GitHub at the pinned commit)
     cache_dir: str | None  # where fetched files are kept (null: $XDG_CACHE_HOME or ~/.cache, /langneurons/release/<commit>)
 
 
 @dataclass(frozen=True)
-class FilesDataParams:
+class FilesDataParams(_Section):
     path: str | None  # a folder of <code>.txt files, one text per line (UTF-8), any language codes
     n_positive: int  # positives per language (a file with fewer distinct texts is an error)
     n_negative_per_language: int  # negatives from every other file in the folder
@@ -90,7 +191,7 @@ class FilesDataParams:
 
 
 @dataclass(frozen=True)
-class DataParams:
+class DataParams(_Section):
     source: str  # official | hub | bundled | files
     official_path: str | None  # your own folder of <lang>.json sets (null: the released sets, fetched and verified)
     hub: HubDataParams
@@ -99,7 +200,7 @@ class DataParams:
 
 
 @dataclass(frozen=True)
-class ActivationParams:
+class ActivationParams(_Section):
     seq_len: int  # texts with more tokens than this are dropped (paper: 256)
     batch_size: int  # texts per forward pass (texts of one length only: no padding)
     exact: bool | str  # auto: batched where a probe finds the same bits as one text per forward, else one per
@@ -108,27 +209,27 @@ class ActivationParams:
 
 
 @dataclass(frozen=True)
-class ScoringParams:
+class ScoringParams(_Section):
     n_per_side: int  # top-N and bottom-N units by AP per language (paper: 1000 each)
     unit_chunk: int  # units scored at once; bounds peak memory whatever the model size
     ap_thresholds: list[float]  # count units with AP above each (paper's Figure 8 / original code)
 
 
 @dataclass(frozen=True)
-class LapeParams:
+class LapeParams(_Section):
     top_rate: float  # share of all FFN units kept as language-specific, lowest entropy first (LAPE paper: 0.01)
     filter_rate: float  # a unit needs one language's activation probability above this quantile of all (paper: 0.95)
     activation_bar_ratio: float  # a kept unit belongs to each language above this quantile (paper: 0.95)
 
 
 @dataclass(frozen=True)
-class SelectionParams:
+class SelectionParams(_Section):
     method: str  # ap (the paper) | lape (Tang et al. 2024) | both: which methods select language-specific units
     lape: LapeParams
 
 
 @dataclass(frozen=True)
-class ComparisonParams:
+class ComparisonParams(_Section):
     n_units: int | None  # units per language for both methods in notebook 07; null = each language's LAPE set size
     heldout_per_language: int  # held-out texts per language for the perplexity test (deactivation)
     heldout_path: str | None  # folder of <code>.txt held-out texts; null = unused lines of data.files.path
@@ -138,7 +239,7 @@ class ComparisonParams:
 
 
 @dataclass(frozen=True)
-class GenerationParams:
+class GenerationParams(_Section):
     n_samples: int  # generations per condition (paper: 100, seeds 1..100)
     first_seed: int  # seed of the first sample (paper: 1)
     max_new_tokens: int  # paper: 64 unconditional, 128 translation
@@ -150,13 +251,13 @@ class GenerationParams:
 
 
 @dataclass(frozen=True)
-class InterventionParams:
+class InterventionParams(_Section):
     value: str  # what forced units are set to: on_p50 (paper) | on_p90 | off_mean | off_p50 | zero
     sweep: list[int]  # units per side for the "rate vs N" sweep (paper totals 2 ... 200000); capped
 
 
 @dataclass(frozen=True)
-class TranslationParams:
+class TranslationParams(_Section):
     source: str  # official (the released pairs) | hub (rebuilt with `datasets`)
     official_path: str | None  # your own folder of translation_text_<task>_en_<lang>.pkl files (null: the released ones, fetched)
     tasks: dict[str, list[str]]  # task -> target languages (paper: flores200, iwslt2017, wmt)
@@ -169,12 +270,12 @@ class TranslationParams:
 
 
 @dataclass(frozen=True)
-class PaperParams:
+class PaperParams(_Section):
     profiles: list[str]  # make replicate-paper runs these profiles in turn (names in params/profiles/ or .yaml paths)
 
 
 @dataclass(frozen=True)
-class Params:
+class Params(_Section):
     profile: str  # name of the file in params/profiles/
     description: str  # one line about the profile
     report_note: str  # said at the top of the report page (e.g. "a tiny stand-in model, not the paper's")
@@ -208,7 +309,8 @@ class Params:
         return paths.resolve(self.output_root) / self.profile
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        with unlogged():
+            return dataclasses.asdict(self)
 
 
 # ---------------------------------------------------------------- building from dicts, with checks
@@ -448,7 +550,7 @@ def check(p: Params, check_files: bool = True) -> None:
     if p.comparison.n_units is not None:
         _positive("comparison.n_units", p.comparison.n_units)
     if p.paper_model is not None:
-        _one_of("paper_model", p.paper_model, RELEASE_MODELS)
+        _one_of("paper_model", p.paper_model, PAPER_MODELS)
     if not p.intervention.sweep or min(p.intervention.sweep) <= 0:
         raise ParamsError(f"intervention.sweep = {p.intervention.sweep} must list unit counts > 0, e.g. [1, 10, 100]")
     _one_of("translation.source", p.translation.source, ("official", "hub"))
@@ -478,11 +580,8 @@ def check(p: Params, check_files: bool = True) -> None:
         raise ParamsError(f"comparison.heldout_path {paths.resolve(p.comparison.heldout_path)} is not a folder: point it at "
                           "a folder of <code>.txt held-out texts, or set it to null")
     if p.data.source == "files":
-        from ..data.files_source import available_codes
-        from ..data.textsets import DataError
-
         try:
-            check_languages(p.languages, available_codes(paths.resolve(p.data.files.path)),
+            check_languages(p.languages, folder_codes(paths.resolve(p.data.files.path)),
                             source=f"data.files.path {paths.resolve(p.data.files.path)}")
         except (DataError, ValueError) as e:
             raise ParamsError(f"param 'languages': {e}") from e
@@ -513,6 +612,6 @@ def check(p: Params, check_files: bool = True) -> None:
 
 def save_params(p: Params, path: Path) -> Path:
     """Write the fully resolved params (every run keeps them beside its outputs)."""
-    from .atomic import write_yaml
+    from langneurons.base.atomic import write_yaml
 
     return write_yaml(path, p.to_dict())

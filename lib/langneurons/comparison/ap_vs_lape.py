@@ -11,20 +11,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..control.deactivation import check_heldout, heldout_texts
-from ..control.head_to_head import deactivation_table, forcing_generations
-from ..control.langid import identifiable
-from ..control.lid_scoring import score_generations
-from ..data.textsets import TextSets
-from ..model.lape_pass import FFN_UNITS_FILE
-from ..model.models import load_model
-from ..scoring.comparison import layer_distributions, matched_sets, overlap_table, rate_table
-from ..scoring.lape import read_lape_selections
-from ..scoring.scoring import read_scores
-from . import paths
-from .atomic import write_csv, write_json, write_parquet
-from .layout import RunLayout
-from .params import Params
+from langneurons.control.deactivation import check_heldout, heldout_texts
+from langneurons.comparison.effects import deactivation_table, forcing_generations
+from langneurons.data.language_id import identifiable
+from langneurons.control.language_rates import score_generations
+from langneurons.data.textsets import TextSets
+from langneurons.model.lape_pass import FFN_UNITS_FILE
+from langneurons.model.loading import load_model
+from langneurons.comparison.unit_sets import layer_distributions, matched_sets, overlap_table, rate_table
+from langneurons.scoring.lape import read_lape_selections
+from langneurons.scoring.selection import read_scores
+from langneurons.base import paths
+from langneurons.base.atomic import write_csv, write_json, write_parquet
+from langneurons.base.paths import RunLayout
+from langneurons.base.params import Params
 
 TABLES = ("matched_units", "overlap", "layer_distribution", "rates", "deactivation")
 UNIT_COLUMNS = ["method", "language", "rank", "site", "layer", "unit", "block", "kind", "depth", "on_p50"]

@@ -17,11 +17,11 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ..model.activations import matrix_shape, read_columns
-from .ap import STATS, expertise_sets
-from ..run.atomic import write_csv, write_parquet
-from ..run.layout import RunLayout
-from ..data.textsets import TextSets
+from langneurons.model.activations import matrix_shape, read_columns
+from langneurons.scoring.ap import STATS, expertise_sets
+from langneurons.base.atomic import write_csv, write_parquet
+from langneurons.base.paths import RunLayout
+from langneurons.data.textsets import TextSets
 
 STAT_COLUMNS = STATS
 

@@ -17,12 +17,12 @@ import pandas as pd
 from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..run.atomic import write_csv, write_parquet
-from ..model.batching import BatchSize, as_batch_size
-from ..run.faults import crash_point, oom_point
-from .generation import sample_texts
-from .intervention import force_units, forcing_spec
-from ..run.params import GenerationParams
+from langneurons.base.atomic import write_csv, write_parquet
+from langneurons.base.batch_halving import BatchSize, as_batch_size
+from langneurons.base.faults import crash_point, oom_point
+from langneurons.control.generation import sample_texts
+from langneurons.control.intervention import force_units, forcing_spec
+from langneurons.base.params import GenerationParams
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Positive/negative sets rebuilt from Hugging Face datasets, the way the paper built them.
+"""Positive/negative sets rebuilt from Hugging Face datasets, the way the paper built them (and
+load_hub_split, the one loader of a hub split, shared with the translation tasks).
 
 For each target language L: `n_positive` texts in L, and `n_negative_per_language` texts from each
 other language (the five other paper languages, and any other target of the run), each sample
@@ -17,15 +18,16 @@ whatever subset of targets is asked for.
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .languages import LANGUAGES, check_languages
-from ..run.params import HubDataParams, HubSource
-from .hub_load import load_hub_split
-from .textsets import DataError, LabelledList, TextSets
+from langneurons.base.languages import LANGUAGES, check_languages
+from langneurons.base.params import HubDataParams, HubSource
+from langneurons.base.errors import DataError
+from langneurons.data.textsets import LabelledList, TextSets
 
 Pools = dict[tuple[int, str], np.ndarray]  # (source index, language) -> unique texts, first-seen order
 
@@ -119,3 +121,24 @@ def build_hub_sets(hub: HubDataParams, languages: list[str]) -> TextSets:
         ]
         lists[lang] = LabelledList(positives, negatives)
     return TextSets.from_lists(lists)
+
+
+def load_hub_split(dataset_id: str, config: str, split: str, fix: str, offline: str) -> Any:
+    """datasets.load_dataset(path=dataset_id, name=config, split=split) — the exact online code path.
+
+    `fix` says which params to correct when the config or split is wrong; `offline` what to use
+    instead when the hub cannot be reached.
+    """
+    import datasets  # imported here: loading it is slow and only the hub sources need it
+
+    where = f"dataset {dataset_id} (config {config}, split {split})"
+    try:
+        return datasets.load_dataset(path=dataset_id, name=config, split=split)
+    except ValueError as e:  # unknown config or split: the dataset loaded, the params are wrong
+        raise DataError(f"{where} could not be read ({e}): {fix}") from e
+    except (OSError, datasets.exceptions.DatasetsError) as e:  # no network, not found, gated, ...
+        raise DataError(
+            f"{where} could not be loaded ({type(e).__name__}: {e}). The Hugging Face hub may be "
+            "unreachable, or the dataset gated (openlanguagedata/flores_plus needs its terms accepted "
+            f"on the hub and `huggingface-cli login`). Offline, {offline}"
+        ) from e

@@ -1,0 +1,1 @@
+"""Notebook 07, AP vs LAPE: the matched unit sets, their forcing and deactivation effects, and the figures."""

@@ -179,3 +179,19 @@ def test_skeleton_holds_no_real_memory():
 def test_shipped_configs_are_the_eight_paper_models_and_gemma():
     shipped = {f.name for f in Path(plan.CONFIGS_DIR).glob("*.json")}
     assert shipped == {shipped_config_path(model_id).name for model_id, _ in SHIPPED_UNITS.values()}
+
+
+def test_a_gguf_profile_plans_the_quantized_file_not_float32_weights(tmp_path, monkeypatch):
+    """Gemma's weights arrive as a 253 MB GGUF: once assembled, the plan gives its exact size; before,
+    an upper bound says so. Activation memory counts the memory-mapped matrix (its pages are in the RSS)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    p = load_params("gemma3-270m", [], check_files=False)
+    before = make_plan(p, device="cpu")
+    assert not before.download_exact and "at most" in before.download_note and "make gemma" in before.download_note
+    gguf = tmp_path / "langneurons" / "models" / "gguf" / p.model.gguf_file
+    gguf.parent.mkdir(parents=True)
+    gguf.write_bytes(b"x" * 12345)
+    after = make_plan(p, device="cpu")
+    assert after.download_exact and after.download_bytes == 12345 and gguf.name in after.download_note
+    activations = next(s for s in after.stages if s.stage == "02_activations")
+    assert activations.host_bytes > after.matrix_bytes + after.weights_bytes

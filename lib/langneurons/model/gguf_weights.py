@@ -77,6 +77,19 @@ def check_sha256(path: Path, expected: str | None) -> None:
                         f"delete the file and rerun to assemble or download it again")
 
 
+def local_gguf(mp: ModelParams) -> Path | None:
+    """The GGUF file these params name when it is already on disk (nothing assembled or downloaded)."""
+    if not mp.gguf_file:
+        return None
+    if mp.gguf_package:
+        path = cache_root() / "gguf" / mp.gguf_file
+    elif mp.path:
+        path = paths.resolve(mp.path) / mp.gguf_file
+    else:
+        return None
+    return path if path.is_file() else None
+
+
 def gguf_path(mp: ModelParams) -> Path:
     """The local GGUF file these params name (assembled, found or downloaded)."""
     if not mp.gguf_file:

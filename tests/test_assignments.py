@@ -22,7 +22,7 @@ import pytest
 from langneurons.course import build, grade
 from langneurons.course.guard import ENV_PROTECT, Guard
 
-NAMES = ["a1_responses", "a2_expertise", "a3_control", "a4_experiment"]
+NAMES = ["a1_responses", "a2_expertise", "a3_control", "a4_experiment", "a5_ap_vs_lape"]
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -184,6 +184,44 @@ def test_broken_submission_is_reported_and_keeps_what_it_earned(graded):
     assert "cell time limit" in bob["status"]
 
 
+def _hidden_test_lines(test_file: Path) -> set[str]:
+    """The statements of a test file's hidden tests (those a student must never see), one per line."""
+    import ast
+
+    source = test_file.read_text(encoding="utf-8")
+    lines: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        hidden = isinstance(node, ast.FunctionDef) and any(
+            isinstance(d, ast.Call) and any(k.arg == "hidden" and getattr(k.value, "value", False) is True for k in d.keywords)
+            for d in node.decorator_list)
+        if hidden:
+            for statement in ast.walk(node):
+                if isinstance(statement, ast.stmt) and not isinstance(statement, (ast.FunctionDef, ast.Import, ast.ImportFrom)):
+                    first = (ast.get_source_segment(source, statement) or "").splitlines()[0].strip()
+                    if len(first) >= 20:
+                        lines.add(first)
+    return lines
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("course")
+def test_grading_logs_hold_no_hidden_test_source_or_expected_value(graded, dist: Path):
+    """Failing submissions (the hand-outs fail every test): their logs and results show messages only."""
+    folder, _ = graded
+    for name in NAMES:
+        log = (folder / grade.LOG_DIR / f"{name}-blank.log").read_text(encoding="utf-8")
+        results = json.loads((folder / grade.LOG_DIR / f"{name}-blank.results.json").read_text(encoding="utf-8"))
+        shown = log + "\n".join(t.get("output", "") for t in results["tests"])
+        assert "Test case failed" in shown  # they did fail, so a leak would show here
+        assert "Error at line" not in shown, f"{name}: otter's source-line report is not hidden"
+        hidden = set().union(*(_hidden_test_lines(f) for f in sorted((dist / name / "autograder" / "tests").glob("*.py"))))
+        assert hidden, name
+        leaked = sorted(line for line in hidden if line in shown)
+        assert not leaked, f"{name}: hidden test source in the grading log: {leaked[:3]}"
+    a2 = (folder / grade.LOG_DIR / "a2_expertise-blank.results.json").read_text(encoding="utf-8")
+    assert "0.325" not in a2 and "0.45" not in a2  # the expected values of the ties-by-hand question
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("course")
 def test_unreadable_and_unknown_notebooks(graded):
@@ -233,7 +271,7 @@ def test_guard_protects_only_the_graders_files(tmp_path: Path):
 @pytest.mark.xdist_group("course")
 def test_question_points_and_assignment_matching(dist: Path):
     points = grade.question_points(dist / "a1_responses" / "autograder" / build.AUTOGRADER_ZIP)
-    assert points == {"q1": 3.0, "q2": 5.0}
+    assert points == {"q1": 3.0, "q2": 6.0}
     assert grade.assignment_of(Path("x.ipynb"), {"metadata": {"otter": {"assignment_name": "a3_control"}}}, NAMES) == "a3_control"
     assert grade.assignment_of(Path("a2_expertise_alice.ipynb"), None, NAMES) == "a2_expertise"
     assert grade.assignment_of(Path("alice.ipynb"), {"metadata": {}}, NAMES) is None
@@ -255,3 +293,23 @@ def test_guard_refuses_notebook_code_and_allows_otter(tmp_path: Path):
     as_otter["read"](guard, str(tests_dir / "q1.py"))  # no error: otter reads its own tests
     events = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [e["kind"] for e in events] == ["grader_files", "grader_files"]
+
+
+def test_guard_allows_a_library_formatting_the_stack_not_a_cell(tmp_path: Path):
+    """torch.manual_seed inside a test formats the live stack, so linecache reads the running test's
+    file: allowed when a library asks, refused when a notebook cell asks (linecache.getline("tests/q1.py"))."""
+    import linecache
+    import sysconfig
+
+    tests_dir = tmp_path / "tests"
+    guard = Guard(tmp_path / "log.jsonl", [str(tests_dir)], 0)
+    as_linecache: dict = {}
+    exec(compile("def getline(guard, path):\n    guard.audit('open', (path, 'r', 0))\n", linecache.__file__, "exec"), as_linecache)
+    library: dict = {"getline": as_linecache["getline"]}
+    fake = str(Path(sysconfig.get_paths()["purelib"]) / "somelib" / "stack.py")  # code compiled as if it were a library's
+    exec(compile("def format_stack(guard, path):\n    getline(guard, path)\n", fake, "exec"), library)
+    library["format_stack"](guard, str(tests_dir / "q1.py"))  # no error
+    with pytest.raises(PermissionError, match="belongs to the grader"):
+        as_linecache["getline"](guard, str(tests_dir / "q1.py"))  # from this test's own code: a cell's read
+    events = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [e["kind"] for e in events] == ["grader_files"]

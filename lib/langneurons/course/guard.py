@@ -4,7 +4,8 @@ Three things a teacher needs to know and otter does not record: a cell that neve
 gets a time limit, then is interrupted and the rest runs on), cells that raised, and any attempt
 to read the grader's files (the hidden tests and the solved notebook). Reads of those are refused
 and reported; the submission keeps the points its own code earns. Events are JSON lines in the
-file named by LANGNEURONS_GRADE_LOG, which `make grade` reads back.
+file named by LANGNEURONS_GRADE_LOG, which `make grade` reads back. And one thing otter shows that
+no student may see: a failing hidden test's source line (hidden by checks.hide_test_sources).
 
 A reader is recognised with Python's audit hooks (PEP 578: open, listdir, scandir, glob, copy and
 subprocess events): otter's own code may read its tests, a notebook cell or a library it calls may not.
@@ -19,6 +20,8 @@ import sys
 import sysconfig
 from pathlib import Path
 from typing import Any
+
+from langneurons.course.checks import hide_test_sources
 
 ENV_LOG = "LANGNEURONS_GRADE_LOG"
 ENV_CELL_LIMIT = "LANGNEURONS_GRADE_CELL_LIMIT"
@@ -69,13 +72,19 @@ class Guard:
 
     def _from_trusted_code(self) -> bool:
         """The innermost caller outside Python's standard library decides: otter's code (or a test
-        itself) may read the tests; a notebook cell, IPython's `!cmd`, pandas ... may not."""
+        itself) may read the tests; a notebook cell, IPython's `!cmd`, pandas ... may not. One
+        exception: a library formatting the live stack (torch.manual_seed records a traceback) reads
+        the source of the test that is running through linecache; that is not the student's read."""
         frame = sys._getframe(2)
+        via_linecache = False
         while frame is not None:
             name = frame.f_code.co_filename
             if name.startswith("<frozen") or (name.startswith(_STDLIB) and not name.startswith(_SITE)):
+                via_linecache = via_linecache or name.endswith("linecache.py")
                 frame = frame.f_back
                 continue
+            if via_linecache and name.startswith(_SITE):
+                return True
             return any(name.startswith(t) for t in self._trusted) or self._protected(name) is not None
         return True  # only the standard library on the stack: Python itself
 
@@ -133,4 +142,5 @@ def arm() -> Guard:
     shell.events.register("pre_run_cell", guard.pre_run_cell)
     shell.events.register("post_run_cell", guard.post_run_cell)
     sys.addaudithook(guard.audit)
+    hide_test_sources()  # a failing hidden test reports its message, not its source line
     return guard

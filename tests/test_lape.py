@@ -29,7 +29,9 @@ from langneurons.base.params import LapeParams, ParamsError, load_params
 from langneurons.comparison.unit_sets import ffn_keys, matched_sets, overlap_table
 from langneurons.scoring.lape import activation_probability, kth_smallest, lape_entropy, lape_select
 
-PAPER = LapeParams(top_rate=0.01, filter_rate=0.95, activation_bar_ratio=0.95)
+COUNTING = dict(counting="texts", special_tokens="count", window=None, window_cap=2048, source="sets", files_path=None,
+                max_tokens=None, batch_size=8)
+PAPER = LapeParams(top_rate=0.01, filter_rate=0.95, activation_bar_ratio=0.95, **COUNTING)
 # the linear map that feeds each family's FFN activation, and where in it the activation's unit 0 sits
 FEEDERS = {"xglm": "fc1", "opt": "fc1", "bloom": "mlp.dense_h_to_4h", "gpt2": "mlp.c_fc", "gpt_neox": "mlp.dense_h_to_4h",
            "falcon": "mlp.dense_h_to_4h", "llama": "mlp.gate_proj", "mistral": "mlp.gate_proj", "qwen2": "mlp.gate_proj",
@@ -236,7 +238,7 @@ def test_selection_equals_the_plain_reference(seed: int):
     probs = rng.beta(0.5, 2.0, size=(400, 5))
     probs[rng.choice(400, 30, replace=False)] = 0.0  # never active: undefined entropy, never selected
     probs[:20] = probs[20:40]  # exact entropy ties: broken by unit
-    params = LapeParams(top_rate=[0.01, 0.05, 0.1, 0.2, 0.5][seed], filter_rate=0.9, activation_bar_ratio=[0.9, 0.8, 0.95, 0.5, 0.7][seed])
+    params = LapeParams(top_rate=[0.01, 0.05, 0.1, 0.2, 0.5][seed], filter_rate=0.9, activation_bar_ratio=[0.9, 0.8, 0.95, 0.5, 0.7][seed], **COUNTING)
     table, thresholds = lape_select(probs, list("abcde"), params)
     want = _reference_lape(probs, params)
     for i, lang in enumerate("abcde"):
@@ -378,3 +380,23 @@ def test_the_paper_analyses_take_lape_sets_too():
         ("de", 0): 2, ("de", 1): 1, ("fr", 0): 1, ("fr", 1): 1}
     shared = overlap(lape).set_index(["language_a", "language_b"])
     assert shared.loc[("de", "fr"), "shared"] == 1 and shared.loc[("fr", "de"), "percent_of_n"] == 50.0
+
+
+def test_ties_at_the_cut_take_the_lowest_columns_and_counts_stay_exact_above_float32():
+    """The tie rule and the precision, stated in scoring/lape.py: units tied in entropy at the top_rate cut
+    are taken lowest column first (the authors' torch.topk leaves their order unspecified), and the
+    probabilities are float64, so counts above 2**24 (where the authors' float32 division rounds) still
+    differ."""
+    n_units = 40
+    probs = np.tile([0.9, 0.05, 0.05], (n_units, 1))  # every unit tied: same distribution, same entropy
+    params = LapeParams(top_rate=0.1, filter_rate=0.5, activation_bar_ratio=0.5, **COUNTING)
+    table, _ = lape_select(probs, ["en", "de", "fr"], params)
+    assert np.flatnonzero(table["selected"].to_numpy()).tolist() == [0, 1, 2, 3]  # 10% of 40, lowest columns
+    shuffled = probs[::-1].copy()
+    assert np.flatnonzero(lape_select(shuffled, ["en", "de", "fr"], params)[0]["selected"].to_numpy()).tolist() == [0, 1, 2, 3]
+    tokens = np.array([2**25, 2**25])
+    positive = np.array([[2**24, 2**24 + 1]] * 2)  # [languages x units]: two units one count apart
+    p64 = activation_probability(positive, tokens)
+    assert p64[0, 0] != p64[1, 0]
+    p32 = (positive.astype(np.float32) / tokens.astype(np.float32)[:, None]).T
+    assert p32[0, 0] == p32[1, 0]  # what float32 division gives: the two counts collapse

@@ -195,3 +195,13 @@ def test_a_gguf_profile_plans_the_quantized_file_not_float32_weights(tmp_path, m
     assert after.download_exact and after.download_bytes == 12345 and gguf.name in after.download_note
     activations = next(s for s in after.stages if s.stage == "02_activations")
     assert activations.host_bytes > after.matrix_bytes + after.weights_bytes
+
+
+def test_another_lape_protocol_adds_its_counting_pass_to_02():
+    plain = make_plan(load_params("tiny", [], check_files=False), device="cpu")
+    packed = make_plan(load_params("tiny", ["selection.lape.counting=packed"], check_files=False), device="cpu")
+    budget = make_plan(load_params("tiny", ["selection.lape.source=hub", "selection.lape.max_tokens=1000000"],
+                                   check_files=False), device="cpu")
+    stage = lambda plan: next(s for s in plan.stages if s.stage == "02_activations")  # noqa: E731
+    assert stage(packed).seconds == 2 * stage(plain).seconds and "counted for LAPE (packed" in stage(packed).work
+    assert "~6,000,000 tokens counted for LAPE" in stage(budget).work

@@ -30,6 +30,9 @@ DEVICES = ("cpu", "cuda", "mps", "auto")
 STORAGE_DTYPES = ("float32", "float16")
 FORCE_VALUES = ("on_p50", "on_p90", "off_mean", "off_p50", "zero")
 SELECTION_METHODS = ("ap", "lape", "both")
+LAPE_COUNTING = ("texts", "packed")
+LAPE_SPECIAL_TOKENS = ("count", "skip")
+LAPE_SOURCES = ("sets", "files", "hub")
 NOTEBOOK_ENGINES = ("kernel", "inprocess")
 
 
@@ -220,6 +223,15 @@ class LapeParams(_Section):
     top_rate: float  # share of all FFN units kept as language-specific, lowest entropy first (LAPE paper: 0.01)
     filter_rate: float  # a unit needs one language's activation probability above this quantile of all (paper: 0.95)
     activation_bar_ratio: float  # a kept unit belongs to each language above this quantile (paper: 0.95)
+    counting: str  # texts: each text alone (notebook 02's pass) | packed: the authors' windows of concatenated ids
+    special_tokens: str  # texts protocol: count the tokenizer's special tokens (count) or not (skip)
+    window: int | None  # packed: tokens per window (null: the model's maximum positions, capped at window_cap)
+    window_cap: int  # packed with window null: at most this many tokens a window (memory), printed when it applies
+    source: str  # sets: the AP sets' texts | files: a folder of <code>.txt (files_path) | hub: `hub`, streamed
+    files_path: str | None  # source=files: the folder
+    hub: HubSource  # source=hub: a dataset with one config per language (the LAPE authors: Wikipedia)
+    max_tokens: int | None  # at most this many counted tokens per language (null: all)
+    batch_size: int  # sequences per forward pass of the counting pass
 
 
 @dataclass(frozen=True)
@@ -542,6 +554,32 @@ def check(p: Params, check_files: bool = True) -> None:
         if not 0 < value < 1:
             raise ParamsError(f"param 'selection.lape.{key}' = {value} must lie strictly between 0 and 1 "
                               f"(the LAPE paper: {0.01 if key == 'top_rate' else 0.95})")
+    lape = p.selection.lape
+    _one_of("selection.lape.counting", lape.counting, LAPE_COUNTING)
+    _one_of("selection.lape.special_tokens", lape.special_tokens, LAPE_SPECIAL_TOKENS)
+    _one_of("selection.lape.source", lape.source, LAPE_SOURCES)
+    _positive("selection.lape.window_cap", lape.window_cap)
+    _positive("selection.lape.batch_size", lape.batch_size)
+    if lape.window is not None:
+        _positive("selection.lape.window", lape.window)
+    if lape.max_tokens is not None:
+        _positive("selection.lape.max_tokens", lape.max_tokens)
+    if lape.source == "files" and lape.files_path is None:
+        raise ParamsError("selection.lape.source=files needs selection.lape.files_path: a folder of <code>.txt files")
+    if lape.source == "hub" and lape.max_tokens is None:
+        raise ParamsError("selection.lape.source=hub streams a corpus without end: set selection.lape.max_tokens "
+                          "(tokens per language, e.g. 1000000)")
+    if lape.source == "hub" and "lape" in p.methods:
+        missing = [lang for lang in p.languages if lang not in lape.hub.configs]
+        if missing:
+            raise ParamsError(f"selection.lape.hub.configs has no config for {missing}: add them (our code -> the "
+                              "dataset's config)")
+    if check_files and lape.source == "files" and "lape" in p.methods:
+        try:
+            check_languages(p.languages, folder_codes(paths.resolve(lape.files_path)),
+                            source=f"selection.lape.files_path {paths.resolve(lape.files_path)}")
+        except (DataError, ValueError) as e:
+            raise ParamsError(f"param 'languages': {e}") from e
     missing_profiles = [x for x in p.paper.profiles
                         if not x.endswith((".yaml", ".yml")) and not (paths.PROFILES_DIR / f"{x}.yaml").is_file()]
     if missing_profiles:

@@ -21,6 +21,7 @@ from langneurons.data.release_files import COMMIT, Release, ReleaseError, load_m
 # What a stage may read from outside the run (run/stages.py: StageDef.reads)
 SENTENCE_SETS = "sentence sets"  # the positive/negative text sets (data.source)
 TRANSLATION_PAIRS = "translation pairs"  # the translation tasks' pairs (translation.source)
+LAPE_CORPUS = "LAPE's corpus"  # selection.lape.source=files: the folder LAPE counts on
 HELDOUT_TEXTS = "held-out texts"  # texts never used for selection (comparison.heldout_path, else the data source's)
 
 

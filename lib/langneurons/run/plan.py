@@ -38,6 +38,7 @@ from langneurons.base import paths
 from langneurons.control.forcing_runs import conditions_for
 from langneurons.base.languages import LANGUAGES
 from langneurons.model.gguf_weights import local_gguf
+from langneurons.model.lape_counting import needs_counting_pass
 from langneurons.model.loading import ModelLoadError, check_causal
 from langneurons.base.params import ModelParams, Params, ParamsError, load_params
 from langneurons.model.units import UnitsError, find_blocks, find_linear_modules
@@ -315,7 +316,13 @@ def _activations_cost(p: Params, s: _Shape, stage: str) -> StageCost:
     # OS writes them back (measured: Gemma 3 270M peaked at 5.4 GiB with a 2.7 GiB matrix)
     host += s.n_texts * s.n_units * DTYPE_BYTES[p.activations.storage_dtype]
     tokens = s.n_texts * MEAN_TOKENS_PER_TEXT
-    return StageCost(stage, host, device, 2 * s.block_params * tokens / s.flops, f"{s.n_texts:,} texts, ~{tokens:,} tokens")
+    work = f"{s.n_texts:,} texts, ~{tokens:,} tokens"
+    lape = p.selection.lape
+    if "lape" in p.methods and needs_counting_pass(lape):  # a second, counting-only pass
+        counted = lape.max_tokens * len(p.languages) if lape.max_tokens else tokens
+        tokens += counted
+        work += f" + ~{counted:,} tokens counted for LAPE ({lape.counting}, source {lape.source})"
+    return StageCost(stage, host, device, 2 * s.block_params * tokens / s.flops, work)
 
 
 def _scoring_cost(p: Params, s: _Shape, stage: str) -> StageCost:

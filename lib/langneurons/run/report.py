@@ -13,6 +13,7 @@ import pandas as pd
 
 from langneurons.base import paths
 from langneurons.base.atomic import write_text
+from langneurons.model.lape_counting import describe
 from langneurons.run.claims import claims_table
 from langneurons.base.paths import RunLayout
 from langneurons.base.params import Params
@@ -91,6 +92,21 @@ def _paper_section(p: Params, layout: RunLayout) -> list[str]:
     return parts
 
 
+def _lape_counting(p: Params, figures: Path) -> list[str]:
+    """How LAPE counted: the protocol, the tokens per language, and (another protocol than `texts`) the
+    Jaccard similarity of each language's set to the `texts` counts' set."""
+    f = figures / Fig.LAPE_SUMMARY
+    if not f.is_file():
+        return []
+    summary = pd.read_csv(f)
+    columns = [c for c in ("language", "units", "tokens_counted", "tokens_counted_texts_protocol",
+                           "jaccard_vs_texts_protocol") if c in summary.columns]
+    return [f"LAPE counted by the `{p.selection.lape.counting}` protocol ({describe(p.selection.lape)}); tokens "
+            "counted per language" + (" and how its sets differ from the `texts` protocol's (Jaccard):\n"
+                                      if "jaccard_vs_texts_protocol" in columns else ":\n"),
+            markdown_table(summary[columns], 3), ""]
+
+
 def _comparison_section(p: Params, layout: RunLayout) -> list[str]:
     """Notebook 07: AP against LAPE at matched sizes (beyond the paper)."""
     f = layout.figures
@@ -103,6 +119,7 @@ def _comparison_section(p: Params, layout: RunLayout) -> list[str]:
              "LAPE's set and AP's top-k. AP units that feed an FFN activation (fc1 / gate_proj) are mapped to it; see notebook 07.\n",
              _figure(layout, Fig.AP_LAPE_UNITS_PLOT, "Left: units the two methods share per language (bars) against chance "
                      "(ticks) and the overlap of their layer distributions. Right: where each method's units sit.")]
+    parts += _lape_counting(p, f)
     overlap = pd.read_csv(f / Fig.AP_LAPE_OVERLAP) if (f / Fig.AP_LAPE_OVERLAP).is_file() else pd.DataFrame()
     if len(overlap):
         parts += [markdown_table(overlap, 2), ""]

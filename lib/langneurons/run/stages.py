@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from langneurons.base import paths
 from langneurons.base.atomic import write_json
 from langneurons.base.manifest import sha256
-from langneurons.data.profile_data import HELDOUT_TEXTS, SENTENCE_SETS, TRANSLATION_PAIRS
+from langneurons.data.profile_data import HELDOUT_TEXTS, LAPE_CORPUS, SENTENCE_SETS, TRANSLATION_PAIRS
 
 if TYPE_CHECKING:
     from langneurons.base.params import Params
@@ -76,7 +76,7 @@ class StageDef:
     outputs: tuple[str, ...]  # files or folders under the run directory that the stage writes
     cost: str  # make plan's cost model: small | activations | scoring | generation | translation | comparison
     model: bool = False  # reads the model's weights (its fingerprint joins the key)
-    reads: tuple[str, ...] = ()  # what it reads from outside the run: SENTENCE_SETS, TRANSLATION_PAIRS, HELDOUT_TEXTS
+    reads: tuple[str, ...] = ()  # from outside the run: SENTENCE_SETS, TRANSLATION_PAIRS, HELDOUT_TEXTS, LAPE_CORPUS
     needs_units: bool = False  # checked against the model's units before the run (N per side, LAPE's blocks)
     generates: bool = False  # generates text (the tokenizer needs a start token)
     tables: dict[str, Tolerance | str] = field(default_factory=dict)  # CSVs in paper_figures/<profile>/ -> check tolerances
@@ -91,6 +91,9 @@ class StageDef:
 
 # Model params that change the outputs of a stage that runs the model (how the weights are read)
 MODEL_RUN = ("model.dtype", "model.device_map", "model.attn_implementation")
+# LAPE's counting protocol and corpus (counted in 02; the filters top_rate etc. act in 03)
+LAPE_COUNTING = tuple(f"selection.lape.{k}" for k in ("counting", "special_tokens", "window", "window_cap", "source", "hub",
+                                                       "files_path", "max_tokens", "batch_size"))
 # Params that never change a stage's outputs: names, folders, bookkeeping (read freely by every stage)
 NOT_KEYED = ("profile", "description", "report_note", "force", "halve_batch_on_oom", "notebook_engine", "paper_model",
              "output_root", "figures_root", "release", "paper", "model.device", "scoring.unit_chunk")
@@ -99,14 +102,15 @@ STAGES: tuple[StageDef, ...] = (
     StageDef("01_data_prep", None, ("languages", "data"), (), ("data",), "small", reads=(SENTENCE_SETS,)),
     StageDef("02_activations", None,
              (*MODEL_RUN, "activations.seq_len", "activations.batch_size", "activations.exact", "activations.storage_dtype",
-              "selection.method"),
-             ("01_data_prep",), ("activations",), "activations", model=True, needs_units=True),
+              "selection.method", *LAPE_COUNTING),
+             ("01_data_prep",), ("activations",), "activations", model=True, needs_units=True, reads=(LAPE_CORPUS,)),
     StageDef("03_scoring", None, ("languages", "scoring.n_per_side", "scoring.ap_thresholds", "selection"),
              ("01_data_prep", "02_activations"), ("scores", "selection", "lape"), "scoring", needs_units=True,
              tables={Fig.AP_SUMMARY: {"max_ap": 1e-6, "min_ap": 1e-6, "top_cutoff_ap": 1e-6, "bottom_cutoff_ap": 1e-6,
                                       "top_tie_width": COUNTS, "bottom_tie_width": COUNTS},
                      Fig.LAPE_SUMMARY: {"units": COUNTS, "shared_with_another_language": COUNTS, "mean_entropy": 0.05,
-                                        "filter_value": 1e-3, "activation_bar": 1e-3, "kept_units": COUNTS}},
+                                        "filter_value": 1e-3, "activation_bar": 1e-3, "kept_units": COUNTS,
+                                        "jaccard_vs_texts_protocol": 0.05}},
              drawn=(Fig.AP_DISTRIBUTION,)),
     StageDef("04_analysis", "ap", ("languages", "scoring.n_per_side"), ("02_activations", "03_scoring"), ("analysis",),
              "small",

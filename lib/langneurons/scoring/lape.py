@@ -13,6 +13,19 @@ unit switched on (> 0) for the tokens of few languages only?":
 The quantile is the k-th smallest probability with k = round(count x rate), as the authors' code
 takes it. Units whose probabilities are all zero have an undefined distribution: their entropy is
 taken as the maximum (never selected).
+
+Ties and precision, against the authors' code (RUCAIBox/Language-Specific-Neurons, identify.py):
+- Units tied in entropy at the top_rate cut are taken lowest column first (a stable sort). The
+  authors take the lowest entropies with torch.topk, which leaves the order of ties unspecified,
+  so at an exact tie the two may keep different units; nowhere else do they differ.
+- Probabilities, entropies and quantiles are float64 here. The authors divide float32 counts, which
+  rounds counts above 2**24 (16.8M tokens of one language): two such counts one apart give the same
+  probability there and different ones here.
+- With activation_bar_ratio below filter_rate the authors' topk also returns units their filter
+  dismissed; here a dismissed unit is never selected.
+The counts themselves come from notebook 02 (lape_pass.py: each text alone, the `texts` protocol)
+or from the protocol in selection.lape (lape_counting.py: the authors' `packed` windows, special
+tokens skipped, or a corpus of LAPE's own).
 """
 
 from __future__ import annotations
@@ -23,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from langneurons.data.textsets import TextSets
-from langneurons.model.lape_pass import FFN_MATRIX_FILE, FFN_UNITS_FILE, load_lape_counts
+from langneurons.model.lape_pass import COUNTS_FILE, FFN_MATRIX_FILE, FFN_UNITS_FILE, TEXTS_COUNTS_FILE, load_lape_counts
 from langneurons.base.atomic import write_csv, write_parquet
 from langneurons.base.params import LapeParams
 
@@ -120,15 +133,17 @@ def forcing_values(selection: pd.DataFrame, ffn_matrix: Path, positive_rows: np.
     return out
 
 
-def write_lape(folder: Path, table: pd.DataFrame, sets: dict[str, pd.DataFrame], thresholds: dict[str, float]) -> pd.DataFrame:
-    """lape/units.parquet (every FFN unit), lape/selection_<lang>.csv and lape/summary.csv; returns the summary."""
+def write_lape(folder: Path, table: pd.DataFrame, sets: dict[str, pd.DataFrame], thresholds: dict[str, float],
+               per_language: dict[str, dict[str, float]] | None = None) -> pd.DataFrame:
+    """lape/units.parquet (every FFN unit), lape/selection_<lang>.csv and lape/summary.csv; returns the summary.
+    per_language: more columns of the summary (tokens counted, Jaccard against the `texts` counts)."""
     write_parquet(folder / "units.parquet", table)
     for lang, rows in sets.items():
         write_csv(folder / f"selection_{lang}.csv", rows)
     summary = pd.DataFrame([{"language": lang, "units": len(rows),
                              "shared_with_another_language": int((table.loc[rows["column"], [f"for_{o}" for o in sets if o != lang]].any(axis=1)).sum()) if len(rows) else 0,
                              "mean_entropy": float(rows["entropy"].mean()) if len(rows) else float("nan"),
-                             **thresholds} for lang, rows in sets.items()])
+                             **thresholds, **(per_language or {}).get(lang, {})} for lang, rows in sets.items()])
     write_csv(folder / "summary.csv", summary)
     return summary
 
@@ -142,20 +157,44 @@ def read_lape_selections(folder: Path, languages: list[str]) -> dict[str, pd.Dat
                               dtype={"feeder_layer": str, "part": str}) for lang in languages}
 
 
-def score_lape(activations_dir: Path, text_sets: TextSets, languages: list[str], params: LapeParams
-               ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], dict[str, float]]:
-    """LAPE from the counts of the activation pass: (every FFN unit's table, each language's set with
-    its forcing values, the thresholds). The entropy runs over `languages` (the run's targets)."""
-    positive, tokens, counted = load_lape_counts(activations_dir)
+def _select_from(path: Path, languages: list[str], params: LapeParams) -> tuple[pd.DataFrame, dict[str, float], np.ndarray]:
+    """The selection table and thresholds from a counts file, and the tokens counted per language."""
+    with np.load(path) as saved:
+        positive, tokens, counted = saved["positive"], saved["tokens"], [str(x) for x in saved["languages"]]
     missing = [lang for lang in languages if lang not in counted]
     if missing:
-        raise LapeError(f"the activation pass counted no tokens of {missing}: rerun notebook 02")
+        raise LapeError(f"{path} counted no tokens of {missing}: rerun notebook 02")
     idx = [counted.index(lang) for lang in languages]
     table, thresholds = lape_select(activation_probability(positive[idx], tokens[idx]), languages, params)
+    return table, thresholds, tokens[idx]
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """|a & b| / |a | b| of two boolean selections (1.0 when both are empty)."""
+    union = int((a | b).sum())
+    return 1.0 if union == 0 else int((a & b).sum()) / union
+
+
+def score_lape(activations_dir: Path, text_sets: TextSets, languages: list[str], params: LapeParams
+               ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], dict[str, float], dict[str, dict[str, float]]]:
+    """LAPE from the counts of notebook 02: (every FFN unit's table, each language's set with its
+    forcing values, the thresholds, per language the tokens counted and, when another protocol than
+    `texts` counted, the Jaccard similarity of its set to the `texts` counts' set). The entropy runs
+    over `languages` (the run's targets)."""
+    load_lape_counts(activations_dir)  # a clear error when notebook 02 gathered no counts
+    table, thresholds, tokens = _select_from(activations_dir / COUNTS_FILE, languages, params)
+    per_language: dict[str, dict[str, float]] = {lang: {"tokens_counted": int(n)} for lang, n in zip(languages, tokens)}
+    texts_counts = activations_dir / TEXTS_COUNTS_FILE
+    if texts_counts.is_file():
+        other, _, other_tokens = _select_from(texts_counts, languages, params)
+        for lang, n in zip(languages, other_tokens):
+            per_language[lang]["tokens_counted_texts_protocol"] = int(n)
+            per_language[lang]["jaccard_vs_texts_protocol"] = jaccard(table[f"for_{lang}"].to_numpy(),
+                                                                      other[f"for_{lang}"].to_numpy())
     units = pd.read_parquet(activations_dir / FFN_UNITS_FILE)
     sets = {}
     for lang, rows in language_sets(units, table, languages).items():
         labelled = text_sets.labelled(lang)
         sets[lang] = forcing_values(rows, activations_dir / FFN_MATRIX_FILE,
                                     labelled.loc[labelled["label"] == 1, "text_id"].to_numpy())
-    return pd.concat([units, table], axis=1), sets, thresholds
+    return pd.concat([units, table], axis=1), sets, thresholds, per_language

@@ -25,12 +25,14 @@ from langneurons.model.activations import collect_activations
 from langneurons.model.ffn_act import act_units_table, find_act_modules
 from langneurons.model.lape_pass import COUNTS_FILE, FFN_MATRIX_FILE, ActProbObserver, load_lape_counts
 from langneurons.model.units import UnitsError, find_blocks
-from langneurons.base.params import LapeParams, ParamsError, load_params
+from langneurons.base.params import HubSource, LapeParams, ParamsError, load_params
 from langneurons.comparison.unit_sets import ffn_keys, matched_sets, overlap_table
 from langneurons.scoring.lape import activation_probability, kth_smallest, lape_entropy, lape_select
 
 COUNTING = dict(counting="texts", special_tokens="count", window=None, window_cap=2048, source="sets", files_path=None,
-                max_tokens=None, batch_size=8)
+                hub=HubSource(id="wikimedia/wikipedia", split="train", text_field="text",
+                              configs={c: f"20231101.{c}" for c in LANGUAGES}), max_tokens=None,
+                batch_size=8)
 PAPER = LapeParams(top_rate=0.01, filter_rate=0.95, activation_bar_ratio=0.95, **COUNTING)
 # the linear map that feeds each family's FFN activation, and where in it the activation's unit 0 sits
 FEEDERS = {"xglm": "fc1", "opt": "fc1", "bloom": "mlp.dense_h_to_4h", "gpt2": "mlp.c_fc", "gpt_neox": "mlp.dense_h_to_4h",

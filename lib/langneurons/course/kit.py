@@ -278,13 +278,13 @@ def ffn_columns(units: pd.DataFrame, act_units: pd.DataFrame) -> np.ndarray:
 def lape_reference(p: np.ndarray, top_rate: float, filter_rate: float, activation_bar_ratio: float) -> list[np.ndarray]:
     """langneurons' LAPE selection of p [units x languages]: per language (column of p), the selected
     unit indices in increasing order (what assignment 5's lape_select is graded against)."""
-    from langneurons.base.params import LapeParams
+    from types import SimpleNamespace
+
     from langneurons.scoring.lape import lape_select
 
     names = [f"l{i}" for i in range(p.shape[1])]
-    table, _ = lape_select(np.asarray(p, dtype=np.float64), names,
-                           LapeParams(top_rate=top_rate, filter_rate=filter_rate,
-                                      activation_bar_ratio=activation_bar_ratio))
+    rates = SimpleNamespace(top_rate=top_rate, filter_rate=filter_rate, activation_bar_ratio=activation_bar_ratio)
+    table, _ = lape_select(np.asarray(p, dtype=np.float64), names, rates)  # selection reads the three rates only
     return [np.flatnonzero(table[f"for_{name}"].to_numpy()) for name in names]
 
 

@@ -89,3 +89,35 @@ def test_translation_halves_and_finishes(tiny, monkeypatch):
     results = run_translation(model, tokenizer, pairs, scores, 1, "on_p50", 4, batch)
     assert batch.record() == {"asked": 3, "used": 1}
     assert len(results) == 6 and results["condition"].tolist() == ["none"] * 3 + ["both"] * 3
+
+
+def test_translation_resumes_from_its_finished_parts(tiny, monkeypatch, tmp_path: Path):
+    """An interrupted translation run keeps each finished (task, language, condition) and a rerun
+    generates only the rest, with the table an uninterrupted run gives."""
+    import langneurons.control.translation_eval as translation_eval
+
+    model, tokenizer = tiny("llama")
+    pairs = {(task, "de"): pd.DataFrame({"source": ALL_SENTENCES[:2], "reference": ALL_SENTENCES[4:6]})
+             for task in ("flores200", "wmt")}
+    scores = {"de": pd.DataFrame({"layer": ["model.layers.0.mlp.down_proj"] * 2, "unit": [0, 1], "ap": [0.9, 0.1],
+                                  "on_p50": [1.0, -1.0]})}
+    reference = run_translation(model, tokenizer, pairs, scores, 1, "on_p50", 4, 2)
+
+    real, calls = translation_eval.greedy_continuations, []
+
+    def interrupted_at_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the user stops the run during the third of four generations
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(translation_eval, "greedy_continuations", interrupted_at_third)
+    with pytest.raises(KeyboardInterrupt):
+        run_translation(model, tokenizer, pairs, scores, 1, "on_p50", 4, 2, parts_dir=tmp_path / "parts")
+    assert sorted(f.name for f in (tmp_path / "parts").iterdir()) == ["0000.parquet", "0001.parquet"]  # no temp file
+
+    calls.clear()
+    monkeypatch.setattr(translation_eval, "greedy_continuations", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    resumed = run_translation(model, tokenizer, pairs, scores, 1, "on_p50", 4, 2, parts_dir=tmp_path / "parts")
+    assert len(calls) == 2  # only the two unfinished generations ran again
+    pd.testing.assert_frame_equal(resumed, reference)

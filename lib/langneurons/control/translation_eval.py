@@ -7,10 +7,13 @@ language, so without intervention a model may answer in any language (or just na
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from langneurons.base.atomic import write_parquet
 from langneurons.base.batch_halving import BatchSize, as_batch_size
 from langneurons.control.forcing_runs import Condition, units_for
 from langneurons.base.faults import oom_point
@@ -32,12 +35,17 @@ def run_translation(
     max_new_tokens: int,
     batch_size: int | BatchSize,
     stop_at_answer_line: bool = False,
+    parts_dir: Path | None = None,
 ) -> pd.DataFrame:
     """One row per (task, target, condition, pair): source, reference, raw continuation, answer.
 
     `stop_at_answer_line` (param translation.stop_at_answer_line): a row stops once its answer line
     is complete; the answers (and so BLEU) are those of full-length generation, the stored
     continuation ends after the answer line.
+
+    With `parts_dir`, each finished (task, language, condition) is saved there and reused by a rerun
+    after an interruption (a real model spends an hour here on a CPU); the caller keys the folder by
+    everything the answers depend on.
 
     A `BatchSize` that halves on out-of-memory generates the failed (task, language, condition) again
     with the smaller batch."""
@@ -48,6 +56,15 @@ def run_translation(
     for (task, lang), table in pairs.items():
         prompts = [build_prompt(s) for s in table["source"]]
         for cond in (Condition("none", lang, 0, 0), Condition("both", lang, n_per_side, n_per_side)):
+            part = parts_dir / f"{step:04d}.parquet" if parts_dir else None
+            if part is not None and part.is_file():
+                try:
+                    frames.append(pd.read_parquet(part))
+                    bar.update(len(prompts))
+                    step += 1
+                    continue
+                except (OSError, ValueError):
+                    pass  # unreadable part: generate it again
             bar.set_postfix_str(f"{task} {lang} {cond.name}")
 
             def generate(size: int, cond: Condition = cond, step: int = step) -> list[str]:
@@ -58,11 +75,13 @@ def run_translation(
                     return greedy_continuations(model, tokenizer, prompts, max_new_tokens, size, stop_at_answer_line)
 
             out = batch.run(generate)
+            frame = table.assign(task=task, target=lang, condition=cond.name, n_per_side=cond.n_per_side,
+                                 pair=range(len(table)), continuation=out, answer=[extract_answer(c) for c in out])
+            if part is not None:
+                write_parquet(part, frame)
+            frames.append(frame)
             bar.update(len(prompts))
             step += 1
-            frames.append(table.assign(task=task, target=lang, condition=cond.name, n_per_side=cond.n_per_side,
-                                       pair=range(len(table)), continuation=out,
-                                       answer=[extract_answer(c) for c in out]))
     bar.close()
     columns = ["task", "target", "condition", "n_per_side", "pair", "source", "reference", "continuation", "answer"]
     return pd.concat(frames, ignore_index=True)[columns]

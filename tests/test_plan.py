@@ -205,3 +205,19 @@ def test_another_lape_protocol_adds_its_counting_pass_to_02():
     stage = lambda plan: next(s for s in plan.stages if s.stage == "02_activations")  # noqa: E731
     assert stage(packed).seconds == 2 * stage(plain).seconds and "counted for LAPE (packed" in stage(packed).work
     assert "~6,000,000 tokens counted for LAPE" in stage(budget).work
+
+
+def test_07_memory_covers_a_perplexity_batchs_logits():
+    """Notebook 07 scores held-out texts with logits for every position: on Gemma (262,144 words) that
+    batch, not decoding, sets the stage's peak (6.3 GiB measured; the decoding term alone said 2.4 GiB)."""
+    def peak_07(batch: int) -> tuple[int, int]:
+        p = load_params("gemma3-270m", [f"comparison.batch_size={batch}"], check_files=False)
+        result = make_plan(p, device="cpu")
+        stages = {s.stage: s for s in result.stages}
+        assert stages["07_ap_vs_lape"].host_bytes > stages["05_intervention"].host_bytes
+        return stages["07_ap_vs_lape"].host_bytes, result.weights_bytes
+
+    one_text_logits = 256 * 262_144 * 4  # activations.seq_len positions x vocabulary, float32
+    peak16, weights = peak_07(16)
+    assert peak16 > weights + 16 * one_text_logits
+    assert peak_07(32)[0] - peak16 >= 16 * one_text_logits  # grows with the texts per batch

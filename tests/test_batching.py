@@ -117,7 +117,12 @@ def test_translation_resumes_from_its_finished_parts(tiny, monkeypatch, tmp_path
     assert sorted(f.name for f in (tmp_path / "parts").iterdir()) == ["0000.parquet", "0001.parquet"]  # no temp file
 
     calls.clear()
-    monkeypatch.setattr(translation_eval, "greedy_continuations", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(translation_eval, "greedy_continuations", counted)
     resumed = run_translation(model, tokenizer, pairs, scores, 1, "on_p50", 4, 2, parts_dir=tmp_path / "parts")
     assert len(calls) == 2  # only the two unfinished generations ran again
     pd.testing.assert_frame_equal(resumed, reference)

@@ -50,6 +50,17 @@ def write_parquet(path: str | Path, df: pd.DataFrame) -> Path:
     return _write_with(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
+def read_finished_part(path: Path | None) -> pd.DataFrame | None:
+    """A part of a resumable stage saved by write_parquet, or None when there is none or it cannot be
+    read (then the caller makes it again): what lets a rerun skip work an interruption left finished."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError):
+        return None
+
+
 def write_csv(path: str | Path, df: pd.DataFrame, quote_strings: bool = False) -> Path:
     """CSV without the index; quote_strings quotes every text field, so texts holding a carriage
     return or other control characters stay one field for any CSV reader."""

@@ -17,7 +17,7 @@ import pandas as pd
 from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from langneurons.base.atomic import write_csv, write_parquet
+from langneurons.base.atomic import read_finished_part, write_csv, write_parquet
 from langneurons.base.batch_halving import BatchSize, as_batch_size
 from langneurons.base.faults import crash_point, oom_point
 from langneurons.control.generation import sample_texts
@@ -82,13 +82,11 @@ def run_conditions(
     bar = tqdm(desc="generation", unit="sample", total=len(conditions) * gen.n_samples, disable=not progress)
     for i, cond in enumerate(conditions):
         part = parts_dir / f"{i:04d}.parquet" if parts_dir else None
-        if part is not None and part.is_file():
-            try:
-                frames.append(pd.read_parquet(part))
-                bar.update(gen.n_samples)
-                continue
-            except (OSError, ValueError):
-                pass  # unreadable part: generate it again
+        finished = read_finished_part(part)
+        if finished is not None:
+            frames.append(finished)
+            bar.update(gen.n_samples)
+            continue
         bar.set_postfix_str(f"condition {i + 1}/{len(conditions)}: {cond.name} {cond.target or '-'} N={cond.n_per_side}")
 
         def generate(size: int, cond: Condition = cond, step: int = i) -> list[str]:

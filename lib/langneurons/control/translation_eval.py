@@ -13,7 +13,7 @@ import pandas as pd
 from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from langneurons.base.atomic import write_parquet
+from langneurons.base.atomic import read_finished_part, write_parquet
 from langneurons.base.batch_halving import BatchSize, as_batch_size
 from langneurons.control.forcing_runs import Condition, units_for
 from langneurons.base.faults import oom_point
@@ -57,14 +57,12 @@ def run_translation(
         prompts = [build_prompt(s) for s in table["source"]]
         for cond in (Condition("none", lang, 0, 0), Condition("both", lang, n_per_side, n_per_side)):
             part = parts_dir / f"{step:04d}.parquet" if parts_dir else None
-            if part is not None and part.is_file():
-                try:
-                    frames.append(pd.read_parquet(part))
-                    bar.update(len(prompts))
-                    step += 1
-                    continue
-                except (OSError, ValueError):
-                    pass  # unreadable part: generate it again
+            finished = read_finished_part(part)
+            if finished is not None:
+                frames.append(finished)
+                bar.update(len(prompts))
+                step += 1
+                continue
             bar.set_postfix_str(f"{task} {lang} {cond.name}")
 
             def generate(size: int, cond: Condition = cond, step: int = step) -> list[str]:

@@ -8,6 +8,10 @@ PY := $(VENV)/bin/python
 PROFILE ?= tiny
 SET ?=
 STAGES ?=
+# LAUNCHER=slurm: the stages as Slurm jobs (docs/cluster.md); SHARDS=K array tasks for 05, 06 and 07
+LAUNCHER ?= local
+SHARDS ?= 1
+LAUNCH = launcher.name=$(LAUNCHER) launcher.shards=$(SHARDS)
 # Extra pip options for torch, e.g. TORCH_PIP="--index-url https://download.pytorch.org/whl/cpu"
 TORCH_PIP ?=
 
@@ -33,17 +37,29 @@ tiny-model: $(VENV)/.installed ## Retrain the embedded default model (models/tin
 verify-model: $(VENV)/.installed ## Check models/tiny against its SHA-256 manifest
 	cd models/tiny && sha256sum -c SHA256SUMS
 
-replicate: $(VENV)/.installed ## Run the notebooks (finished stages are reused): PROFILE=<name> SET="key=value ..." FORCE=1
-	$(PY) -m langneurons.run.pipeline --profile $(PROFILE) --set "$(SET)$(if $(filter 1 true yes,$(FORCE)), force=true)" $(if $(STAGES),--stages $(STAGES))
+replicate: $(VENV)/.installed ## Run the notebooks (finished stages are reused): PROFILE=<name> SET="key=value ..." FORCE=1 LAUNCHER=slurm SHARDS=K
+	$(PY) -m langneurons.run.launch replicate --profile $(PROFILE) --set "$(LAUNCH) $(SET)$(if $(filter 1 true yes,$(FORCE)), force=true)" $(if $(STAGES),--stages $(STAGES))
 
 replicate-paper: $(VENV)/.installed ## Every paper profile in turn (PROFILES="a b" for others), then paper_figures/all/
-	$(PY) -m langneurons.run.replicate_paper $(if $(PROFILES),--profiles "$(PROFILES)") --set "$(SET)$(if $(filter 1 true yes,$(FORCE)), force=true)"
+	$(PY) -m langneurons.run.launch replicate-paper $(if $(PROFILES),--profiles "$(PROFILES)") --set "$(LAUNCH) $(SET)$(if $(filter 1 true yes,$(FORCE)), force=true)"
 
 data: $(VENV)/.installed ## Fetch and verify the released files PROFILE needs (sentence sets, translation pairs) into the user cache
 	$(PY) -m langneurons.data.profile_data --profile $(PROFILE) --set "$(SET)"
 
-plan: $(VENV)/.installed ## What a run of PROFILE costs (units, disk, download, memory, time), from the model's config alone
-	$(PY) -m langneurons.run.plan --profile $(PROFILE) --set "$(SET)"
+plan: $(VENV)/.installed ## What a run of PROFILE costs (units, disk, download, memory, time); LAUNCHER=slurm SHARDS=K: its jobs
+	$(PY) -m langneurons.run.launch plan --profile $(PROFILE) --set "$(LAUNCH) $(SET)"
+
+cluster-status: $(VENV)/.installed ## Follow the Slurm jobs of PROFILE's last LAUNCHER=slurm run (PAPER=1: of replicate-paper)
+	$(PY) -m langneurons.run.cluster_status status --profile $(PROFILE) --set "$(SET)" $(if $(PAPER),--paper)
+
+cluster-cancel: $(VENV)/.installed ## Cancel those jobs (finished parts are kept; the same command resubmits the rest)
+	$(PY) -m langneurons.run.cluster_status cancel --profile $(PROFILE) --set "$(SET)" $(if $(PAPER),--paper)
+
+slurm-local: ## Start a Slurm cluster of NODES nodes on this host (root; docs/cluster.md), then export SLURM_CONF
+	PYTHONPATH=lib $(PYTHON) -m langneurons.cluster.local_slurm start --nodes $(or $(NODES),1) --root $(or $(SLURM_ROOT),/tmp/langneurons-slurm)
+
+slurm-local-stop: ## Stop the daemons slurm-local started (by their recorded process ids)
+	PYTHONPATH=lib $(PYTHON) -m langneurons.cluster.local_slurm stop --root $(or $(SLURM_ROOT),/tmp/langneurons-slurm)
 
 paper-numbers: $(VENV)/.installed ## Score the authors' released generations of the eight paper models into paper_figures/paper/
 	$(PY) -m langneurons.run.paper_numbers
@@ -79,4 +95,4 @@ lock: $(VENV)/.installed ## Write requirements-lock.txt: the exact versions this
 clean-runs: ## Delete run outputs (runs/)
 	rm -rf runs/
 
-.PHONY: help setup gemma tiny-model verify-model replicate replicate-paper data plan paper-numbers check-figures assignments grade bench check-params test test-fast lab lock clean-runs
+.PHONY: cluster-status cluster-cancel slurm-local slurm-local-stop help setup gemma tiny-model verify-model replicate replicate-paper data plan paper-numbers check-figures assignments grade bench check-params test test-fast lab lock clean-runs

@@ -114,7 +114,8 @@ def test_translation_resumes_from_its_finished_parts(tiny, monkeypatch, tmp_path
     monkeypatch.setattr(translation_eval, "greedy_continuations", interrupted_at_third)
     with pytest.raises(KeyboardInterrupt):
         run_translation(model, tokenizer, pairs, scores, 1, "on_p50", 4, 2, parts_dir=tmp_path / "parts")
-    assert sorted(f.name for f in (tmp_path / "parts").iterdir()) == ["0000.parquet", "0001.parquet"]  # no temp file
+    # the two finished parts, and what each part is (base/parts.py); no temp file
+    assert sorted(f.name for f in (tmp_path / "parts").iterdir()) == ["0000.parquet", "0001.parquet", "parts.json"]
 
     calls.clear()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from langneurons.base.source_imports import closure, cycles, import_graph, module_files, notebook_imports
 
-LEVEL = {"base": 0, "data": 1, "model": 2, "scoring": 3, "control": 3, "comparison": 4, "run": 5, "course": 5}
+LEVEL = {"base": 0, "data": 1, "cluster": 1, "model": 2, "scoring": 3, "control": 3, "comparison": 4, "run": 5, "course": 5}
 ROOT = Path(__file__).resolve().parents[1]
 
 

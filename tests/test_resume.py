@@ -114,7 +114,7 @@ def test_killed_and_failed_runs_resume_to_the_uninterrupted_result(shared, tmp_p
     third = run(shared, tmp_path, oom="generation:2:1")
     assert third.returncode == 0, third.stderr[-3000:]
     log = notebook_text(run_dir, "05_intervention")
-    assert "condition 3/" in log and "condition 1/" not in log and "condition 2/" not in log  # resumed at the 3rd
+    assert "part 3/" in log and "part 1/" not in log and "part 2/" not in log  # resumed at the 3rd condition
     assert "out of memory with generation.batch_size=2: continuing with 1" in log
     record = json.loads((run_dir / "logs" / "05_intervention.json").read_text())
     assert record["reused"] is False and record["batch_sizes"] == {"generation.batch_size": {"asked": 2, "used": 1}}

@@ -3,6 +3,9 @@
 LANGNEURONS_CRASH_AT=<point>:<count> (e.g. activations:3 = right after the 3rd batch is saved):
 the process sends itself SIGKILL, so nothing gets a chance to clean up — the case resuming must survive.
 
+LANGNEURONS_PAUSE_AT=<point>:<count>: the process stops there for ten minutes instead (a running job for
+a test to cancel with scancel).
+
 LANGNEURONS_OOM=<point>:<from>:<max_batch> (e.g. generation:2:25): from step <from> of that point on
 (batch or condition index, counted from 0), any batch larger than <max_batch> raises torch's
 out-of-memory error, as a device with less memory would.
@@ -16,10 +19,12 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import torch
 
 ENV = "LANGNEURONS_CRASH_AT"
+PAUSE_ENV = "LANGNEURONS_PAUSE_AT"
 OOM_ENV = "LANGNEURONS_OOM"
 BATCH_VARIANT_ENV = "LANGNEURONS_BATCH_VARIANT"
 
@@ -27,6 +32,8 @@ BATCH_VARIANT_ENV = "LANGNEURONS_BATCH_VARIANT"
 def crash_point(point: str, count: int) -> None:
     if os.environ.get(ENV) == f"{point}:{count}":
         os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get(PAUSE_ENV) == f"{point}:{count}":
+        time.sleep(600)
 
 
 def oom_point(point: str, step: int, batch_size: int) -> None:

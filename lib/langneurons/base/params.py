@@ -34,6 +34,7 @@ LAPE_COUNTING = ("texts", "packed")
 LAPE_SPECIAL_TOKENS = ("count", "skip")
 LAPE_SOURCES = ("sets", "files", "hub")
 NOTEBOOK_ENGINES = ("kernel", "inprocess")
+LAUNCHERS = ("local", "slurm")
 
 
 class ParamsError(ValueError):
@@ -287,6 +288,30 @@ class PaperParams(_Section):
 
 
 @dataclass(frozen=True)
+class SlurmParams(_Section):
+    partition: str | None  # sbatch --partition (null: the cluster's default)
+    account: str | None  # sbatch --account
+    qos: str | None  # sbatch --qos
+    time: int | None  # minutes per job (null: make plan's estimate x time_margin, plus 10 minutes)
+    mem: int | None  # GB per job (null: make plan's host peak x mem_margin)
+    gpus_per_job: int | None  # null: 1 where model.device=cuda, else 0
+    cpus_per_job: int | None  # sbatch --cpus-per-task (null: as many as this machine has)
+    time_margin: float  # planned time x this
+    mem_margin: float  # planned memory x this
+    additional: dict[str, Any]  # any other sbatch option, e.g. {constraint: a100, exclude: node7}
+    check_shared: bool  # before submitting, a job checks that the run folder and caches are the same on the nodes
+    check_timeout_s: int  # how long that check job may wait in the queue and run
+    poll_s: float  # seconds between state checks while following the jobs
+
+
+@dataclass(frozen=True)
+class LauncherParams(_Section):
+    name: str  # local (this machine, notebook after notebook) | slurm (jobs on a Slurm cluster: make LAUNCHER=slurm)
+    shards: int  # slurm: array tasks for each stage whose work is many parts (05, 06, 07): make SHARDS=K
+    slurm: SlurmParams
+
+
+@dataclass(frozen=True)
 class Params(_Section):
     profile: str  # name of the file in params/profiles/
     description: str  # one line about the profile
@@ -310,6 +335,7 @@ class Params(_Section):
     translation: TranslationParams
     comparison: ComparisonParams
     paper: PaperParams
+    launcher: LauncherParams
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -587,6 +613,11 @@ def check(p: Params, check_files: bool = True) -> None:
                           f"use some of {', '.join(available_profiles())} or paths to .yaml profiles")
     if p.comparison.n_units is not None:
         _positive("comparison.n_units", p.comparison.n_units)
+    _one_of("launcher.name", p.launcher.name, LAUNCHERS)
+    _positive("launcher.shards", p.launcher.shards)
+    for key in ("time", "mem", "cpus_per_job", "time_margin", "mem_margin", "check_timeout_s", "poll_s"):
+        if getattr(p.launcher.slurm, key) is not None:
+            _positive(f"launcher.slurm.{key}", getattr(p.launcher.slurm, key))
     if p.paper_model is not None:
         _one_of("paper_model", p.paper_model, PAPER_MODELS)
     if not p.intervention.sweep or min(p.intervention.sweep) <= 0:

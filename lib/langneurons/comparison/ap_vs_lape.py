@@ -6,13 +6,18 @@ writes everything, `read` gives the tables back for the notebook's figures.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from langneurons.control.deactivation import check_heldout, heldout_texts
-from langneurons.comparison.effects import deactivation_table, forcing_generations
+from langneurons.comparison.effects import deactivation_from_parts, deactivation_parts, forcing_parts, forcing_table
+from langneurons.control.forcing_runs import ModelLoader
+from langneurons.base.parts import Part, run_parts
 from langneurons.data.language_id import identifiable
 from langneurons.control.language_rates import score_generations
 from langneurons.data.textsets import TextSets
@@ -51,34 +56,58 @@ def _heldout(p: Params, layout: RunLayout) -> dict[str, list[str]]:
     return heldout
 
 
-def compute(p: Params, layout: RunLayout) -> None:
-    """Matched sets, their overlap and layer distributions, forcing rates and deactivation perplexities."""
-    out = layout.comparison
+@dataclass(frozen=True)
+class Work:
+    """Notebook 07's model work as parts (base/parts.py): the forcing conditions, then deactivation."""
+
+    parts: list[Part]
+    n_forcing: int  # the first n_forcing parts are forcing conditions, the rest deactivation
+    zeroed: list[tuple[str, str]]  # (method, language) of each deactivation part after the first
+    measured: list[str]  # languages whose forcing rate lid.176 can measure
+    matched: dict[str, dict[str, pd.DataFrame]]
+    heldout: dict[str, list[str]]
+
+
+def work(p: Params, layout: RunLayout, load: ModelLoader | None = None) -> Work:
+    """The parts of notebook 07's model work; `load` gives the model when a part is made (default: load_model)."""
+    load = load or cache(lambda: load_model(p.model))
     matched = _matched(p, layout)
-    units = pd.concat([sel.assign(method=m, language=lang) for m, by_lang in matched.items()
+    measured, unmeasured = identifiable(p.languages)
+    for lang in unmeasured:
+        print(f"{lang}: lid.176 has no label for it, so its forcing rate cannot be measured; deactivation still runs")
+    forcing = forcing_parts(load, matched, measured, p.generation) if measured else []
+    heldout = _heldout(p, layout)
+    deactivation, zeroed = deactivation_parts(load, matched, heldout, p.comparison.batch_size, p.activations.seq_len)
+    return Work([*forcing, *deactivation], len(forcing), zeroed, measured, matched, heldout)
+
+
+def compute(p: Params, layout: RunLayout, parts_dir: Path | None = None) -> None:
+    """Matched sets, their overlap and layer distributions, forcing rates and deactivation perplexities.
+
+    With `parts_dir`, each finished forcing condition and deactivated language is kept there and
+    reused by a rerun (after an interruption, or made by cluster jobs: run/shard_parts.py)."""
+    out = layout.comparison
+    w = work(p, layout)
+    units = pd.concat([sel.assign(method=m, language=lang) for m, by_lang in w.matched.items()
                        for lang, sel in by_lang.items()], ignore_index=True)
     write_csv(out / "matched_units.csv", units[UNIT_COLUMNS])
     act_units = pd.read_parquet(layout.activations / FFN_UNITS_FILE)
     n_blocks = int(act_units["block"].max()) + 1
-    write_csv(out / "overlap.csv", overlap_table(matched, act_units, n_blocks))
-    write_csv(out / "layer_distribution.csv", layer_distributions(matched, n_blocks))
+    write_csv(out / "overlap.csv", overlap_table(w.matched, act_units, n_blocks))
+    write_csv(out / "layer_distribution.csv", layer_distributions(w.matched, n_blocks))
 
-    model, tokenizer = load_model(p.model)
-    measured, unmeasured = identifiable(p.languages)
-    for lang in unmeasured:
-        print(f"{lang}: lid.176 has no label for it, so its forcing rate cannot be measured; deactivation still runs")
-    if measured:
-        generations = forcing_generations(model, tokenizer, matched, measured, p.generation)
+    bar = tqdm(desc="forcing and deactivation", unit="part", total=sum(part.size for part in w.parts))
+    frames = list(run_parts(w.parts, parts_dir, bar=bar).values())
+    bar.close()
+    if w.measured:
+        generations = forcing_table(frames[:w.n_forcing], p.generation.n_samples)
         write_parquet(out / "generations.parquet", generations)
-        rates, _ = score_generations(generations, measured, keys=("condition", "target", "n_units"))
+        rates, _ = score_generations(generations, w.measured, keys=("condition", "target", "n_units"))
         write_csv(out / "rates.csv", rate_table(rates))
     else:
         write_csv(out / "rates.csv", pd.DataFrame(columns=["method", "target", "n_units", "none", "forced", "rise"]))
-
-    heldout = _heldout(p, layout)
-    write_json(out / "heldout_texts.json", heldout)
-    write_csv(out / "deactivation.csv",
-              deactivation_table(model, tokenizer, matched, heldout, p.comparison.batch_size, p.activations.seq_len))
+    write_json(out / "heldout_texts.json", w.heldout)
+    write_csv(out / "deactivation.csv", deactivation_from_parts(frames[w.n_forcing:], w.zeroed, w.matched))
 
 
 def read(layout: RunLayout) -> dict[str, pd.DataFrame]:

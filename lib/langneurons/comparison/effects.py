@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from langneurons.base.params import GenerationParams
-from langneurons.control.deactivation import perplexity_matrix
+from langneurons.base.parts import Part
+from langneurons.control.deactivation import heldout_nll, perplexity_rows
+from langneurons.control.forcing_runs import ModelLoader
 from langneurons.control.generation import sample_texts
 from langneurons.control.intervention import force_units, forcing_spec
 
@@ -25,42 +26,58 @@ def _sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, gen: Gen
                         batch_size=gen.batch_size, start=gen.start)
 
 
-def forcing_generations(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                        matched: dict[str, dict[str, pd.DataFrame]], languages: list[str], gen: GenerationParams,
-                        value: str = "on_p50") -> pd.DataFrame:
-    """Texts without intervention (condition none) and with each method's units of each language forced.
+def forcing_parts(load: ModelLoader, matched: dict[str, dict[str, pd.DataFrame]], languages: list[str],
+                  gen: GenerationParams, value: str = "on_p50") -> list[Part]:
+    """One part per condition (base/parts.py): no intervention (condition none), then each method's
+    units of each language forced. Languages whose set is empty for a method are left out for it."""
+    todo = [("none", "", None)] + [(method, lang, by_lang[lang]) for method, by_lang in matched.items()
+                                   for lang in languages if lang in by_lang and not by_lang[lang].empty]
 
-    Languages whose set is empty for a method are left out for it (nothing to force)."""
-    todo = [(method, lang, by_lang[lang]) for method, by_lang in matched.items() for lang in languages
-            if lang in by_lang and not by_lang[lang].empty]
-    bar = tqdm(desc="forcing", unit="sample", total=(1 + len(todo)) * gen.n_samples)  # conditions x samples
-    frames = [pd.DataFrame({"condition": "none", "target": "", "n_units": 0, "text": _sample(model, tokenizer, gen)})]
-    bar.update(gen.n_samples)
-    for method, lang, units in todo:
-        bar.set_postfix_str(f"{method} {lang} k={len(units)}")
-        with force_units(model, forcing_spec(units, value)):
+    def make(method: str, lang: str, units: pd.DataFrame | None) -> pd.DataFrame:
+        model, tokenizer = load()
+        if units is None:
             texts = _sample(model, tokenizer, gen)
-        frames.append(pd.DataFrame({"condition": method, "target": lang, "n_units": len(units), "text": texts}))
-        bar.update(gen.n_samples)
-    bar.close()
+        else:
+            with force_units(model, forcing_spec(units, value)):
+                texts = _sample(model, tokenizer, gen)
+        return pd.DataFrame({"condition": method, "target": lang, "n_units": 0 if units is None else len(units),
+                             "text": texts})
+
+    return [Part(f"forcing {m} {lang or '-'}", lambda x=(m, lang, u): make(*x), gen.n_samples) for m, lang, u in todo]
+
+
+def forcing_table(frames: list[pd.DataFrame], n_samples: int) -> pd.DataFrame:
+    """The forcing parts in one table, with each text's sample index."""
     table = pd.concat(frames, ignore_index=True)
-    table.insert(3, "sample", np.tile(np.arange(gen.n_samples), len(frames)))
+    table.insert(3, "sample", np.tile(np.arange(n_samples), len(frames)))
     return table
 
 
-def deactivation_table(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                       matched: dict[str, dict[str, pd.DataFrame]], heldout: dict[str, list[str]],
-                       batch_size: int, seq_len: int) -> pd.DataFrame:
+def deactivation_parts(load: ModelLoader, matched: dict[str, dict[str, pd.DataFrame]], heldout: dict[str, list[str]],
+                       batch_size: int, seq_len: int) -> tuple[list[Part], list[tuple[str, str]]]:
+    """The held-out NLL of the model as it is (the first part), then one part per (method, language)
+    whose units are zeroed; and the (method, language) of each of those."""
+    zeroed = [(method, lang) for method, by_lang in matched.items() for lang, units in by_lang.items() if not units.empty]
+
+    def make(method: str | None, lang: str | None) -> pd.DataFrame:
+        model, tokenizer = load()
+        spec = None if method is None else forcing_spec(matched[method][lang], "zero")
+        return heldout_nll(model, tokenizer, heldout, spec, batch_size, seq_len)
+
+    parts = [Part("held-out perplexity", lambda: make(None, None))]
+    parts += [Part(f"deactivation {m} {lang}", lambda x=(m, lang): make(*x)) for m, lang in zeroed]
+    return parts, zeroed
+
+
+def deactivation_from_parts(frames: list[pd.DataFrame], zeroed: list[tuple[str, str]],
+                            matched: dict[str, dict[str, pd.DataFrame]]) -> pd.DataFrame:
     """Per method, the language x language perplexity matrix with each language's units zeroed."""
-    frames = []
-    for method, by_lang in tqdm(matched.items(), desc="deactivation", unit="method"):
-        specs = {lang: forcing_spec(units, "zero") for lang, units in by_lang.items() if not units.empty}
-        if specs:
-            frames.append(perplexity_matrix(model, tokenizer, heldout, specs, batch_size, seq_len).assign(method=method))
-    if not frames:
+    if not zeroed:
         return pd.DataFrame(columns=["method", "deactivated", "evaluated", "tokens", "ppl_base", "ppl", "ppl_change",
                                      "log_ppl_change", "n_units"])
-    table = pd.concat(frames, ignore_index=True)
-    sizes = {(m, lang): len(u) for m, by_lang in matched.items() for lang, u in by_lang.items()}
-    table["n_units"] = [sizes[(m, lang)] for m, lang in zip(table["method"], table["deactivated"])]
+    base, after = frames[0], frames[1:]
+    methods = list(dict.fromkeys(m for m, _ in zeroed))
+    table = pd.concat([perplexity_rows(base, {lang: t for (m, lang), t in zip(zeroed, after) if m == method})
+                       .assign(method=method) for method in methods], ignore_index=True)
+    table["n_units"] = [len(matched[m][lang]) for m, lang in zip(table["method"], table["deactivated"])]
     return table[["method", *[c for c in table.columns if c != "method"]]]

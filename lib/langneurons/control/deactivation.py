@@ -104,15 +104,39 @@ def perplexity_matrix(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
     `specs` maps each deactivated language to its forcing spec (values 0). Columns: deactivated,
     evaluated, tokens, ppl_base, ppl, ppl_change (after - before), log_ppl_change (log of the ratio:
     comparable across languages whose base perplexities differ)."""
-    base = {lang: text_nll(model, tokenizer, texts, batch_size, seq_len) for lang, texts in heldout.items()}
-    rows = []
-    for target, spec in specs.items():
+    base = heldout_nll(model, tokenizer, heldout, None, batch_size, seq_len)
+    after = {target: heldout_nll(model, tokenizer, heldout, spec, batch_size, seq_len) for target, spec in specs.items()}
+    return perplexity_rows(base, after)
+
+
+NLL_COLUMNS = ["evaluated", "nll", "tokens"]
+
+
+def heldout_nll(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, heldout: dict[str, list[str]],
+                spec: Spec | None, batch_size: int, seq_len: int) -> pd.DataFrame:
+    """Summed negative log-likelihood and predicted tokens per evaluated language, with `spec`'s units
+    forced (None: the model as it is). One such table is a part of notebook 07's work (float64: exact
+    when saved and read back)."""
+    def measure() -> list[tuple[float, int]]:
+        return [text_nll(model, tokenizer, texts, batch_size, seq_len) for texts in heldout.values()]
+
+    if spec is None:
+        values = measure()
+    else:
         with force_units(model, spec):
-            after = {lang: text_nll(model, tokenizer, texts, batch_size, seq_len) for lang, texts in heldout.items()}
-        for lang, (nll, count) in after.items():
-            before = base[lang][0] / base[lang][1]
-            rows.append({"deactivated": target, "evaluated": lang, "tokens": count, "ppl_base": float(np.exp(before)),
-                         "ppl": float(np.exp(nll / count)), "log_ppl_change": nll / count - before})
+            values = measure()
+    return pd.DataFrame({"evaluated": list(heldout), "nll": [v[0] for v in values], "tokens": [v[1] for v in values]})
+
+
+def perplexity_rows(base: pd.DataFrame, after: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """perplexity_matrix's table from heldout_nll tables: the model as it is, and per deactivated language."""
+    before = {lang: nll / count for lang, nll, count in base[NLL_COLUMNS].itertuples(index=False)}
+    rows = []
+    for target, table in after.items():
+        for lang, nll, count in table[NLL_COLUMNS].itertuples(index=False):
+            rows.append({"deactivated": target, "evaluated": lang, "tokens": int(count),
+                         "ppl_base": float(np.exp(before[lang])), "ppl": float(np.exp(nll / count)),
+                         "log_ppl_change": nll / count - before[lang]})
     table = pd.DataFrame(rows)
     table.insert(5, "ppl_change", table["ppl"] - table["ppl_base"])
     return table

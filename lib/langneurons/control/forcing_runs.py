@@ -9,6 +9,7 @@ and one `none` condition without intervention, shared by all languages.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +18,10 @@ import pandas as pd
 from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from langneurons.base.atomic import read_finished_part, write_csv, write_parquet
+from langneurons.base.atomic import write_csv, write_parquet
 from langneurons.base.batch_halving import BatchSize, as_batch_size
-from langneurons.base.faults import crash_point, oom_point
+from langneurons.base.faults import oom_point
+from langneurons.base.parts import Part, run_parts
 from langneurons.control.generation import sample_texts
 from langneurons.control.intervention import force_units, forcing_spec
 from langneurons.base.params import GenerationParams
@@ -56,6 +58,39 @@ def units_for(scores: pd.DataFrame, condition: Condition) -> pd.DataFrame:
     return scores.iloc[np.concatenate([top, bottom])]
 
 
+ModelLoader = Callable[[], tuple[PreTrainedModel, PreTrainedTokenizerBase]]
+
+
+def condition_parts(load: ModelLoader, conditions: list[Condition], scores: dict[str, pd.DataFrame],
+                    gen: GenerationParams, value: str, batch: BatchSize) -> list[Part]:
+    """One part per condition (base/parts.py): its gen.n_samples texts, one row each.
+
+    `load` gives the model and tokenizer when a part is made (a cluster job whose parts are all
+    finished never loads the model)."""
+
+    def make(i: int, cond: Condition) -> pd.DataFrame:
+        model, tokenizer = load()
+
+        def generate(size: int) -> list[str]:
+            oom_point("generation", i, size)
+            args = dict(n_samples=gen.n_samples, max_new_tokens=gen.max_new_tokens, temperature=gen.temperature,
+                        top_k=gen.top_k, top_p=gen.top_p, first_seed=gen.first_seed, batch_size=size,
+                        start=gen.start)
+            if cond.name == "none":
+                return sample_texts(model, tokenizer, **args)
+            with force_units(model, forcing_spec(units_for(scores[cond.target], cond), value)):
+                return sample_texts(model, tokenizer, **args)
+
+        return pd.DataFrame({
+            "condition": cond.name, "target": cond.target, "n_top": cond.n_top, "n_bottom": cond.n_bottom,
+            "sample": np.arange(gen.n_samples), "seed": gen.first_seed + np.arange(gen.n_samples),
+            "text": batch.run(generate),
+        })
+
+    return [Part(f"{c.name} {c.target or '-'} N={c.n_per_side}", lambda i=i, c=c: make(i, c), gen.n_samples)
+            for i, c in enumerate(conditions)]
+
+
 def run_conditions(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -71,47 +106,18 @@ def run_conditions(
 
     Every condition uses the same seeds (sample i: gen.first_seed + i), so conditions differ only
     by the forcing. With `parts_dir`, each finished condition is saved there and reused by a rerun
-    (after an interruption) instead of being generated again; the caller keys the folder by
-    everything the texts depend on. `batch_size` (default: gen.batch_size, fixed) may halve on
-    out-of-memory: the failed condition is generated again with the smaller batch, and since
-    samples are seeded one by one the texts are the same.
+    (after an interruption, or made by a cluster job: run/shard_parts.py) instead of being generated
+    again; the caller keys the folder by everything the texts depend on. `batch_size` (default:
+    gen.batch_size, fixed) may halve on out-of-memory: the failed condition is generated again with
+    the smaller batch, and since samples are seeded one by one the texts are the same.
     """
     batch = as_batch_size("generation.batch_size", batch_size or gen.batch_size)
-    frames = []
+    parts = condition_parts(lambda: (model, tokenizer), conditions, scores, gen, value, batch)
     # conditions x samples, with a rate and an ETA (shown live in the terminal by make replicate)
     bar = tqdm(desc="generation", unit="sample", total=len(conditions) * gen.n_samples, disable=not progress)
-    for i, cond in enumerate(conditions):
-        part = parts_dir / f"{i:04d}.parquet" if parts_dir else None
-        finished = read_finished_part(part)
-        if finished is not None:
-            frames.append(finished)
-            bar.update(gen.n_samples)
-            continue
-        bar.set_postfix_str(f"condition {i + 1}/{len(conditions)}: {cond.name} {cond.target or '-'} N={cond.n_per_side}")
-
-        def generate(size: int, cond: Condition = cond, step: int = i) -> list[str]:
-            oom_point("generation", step, size)
-            args = dict(n_samples=gen.n_samples, max_new_tokens=gen.max_new_tokens, temperature=gen.temperature,
-                        top_k=gen.top_k, top_p=gen.top_p, first_seed=gen.first_seed, batch_size=size,
-                        start=gen.start)
-            if cond.name == "none":
-                return sample_texts(model, tokenizer, **args)
-            with force_units(model, forcing_spec(units_for(scores[cond.target], cond), value)):
-                return sample_texts(model, tokenizer, **args)
-
-        texts = batch.run(generate)
-        frame = pd.DataFrame({
-            "condition": cond.name, "target": cond.target, "n_top": cond.n_top, "n_bottom": cond.n_bottom,
-            "sample": np.arange(gen.n_samples), "seed": gen.first_seed + np.arange(gen.n_samples),
-            "text": texts,
-        })
-        if part is not None:
-            write_parquet(part, frame)
-        frames.append(frame)
-        bar.update(gen.n_samples)
-        crash_point("generation", i + 1)
+    frames = run_parts(parts, parts_dir, bar=bar, crash_as="generation")
     bar.close()
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(list(frames.values()), ignore_index=True)
 
 
 def write_generations(table: pd.DataFrame, stem: Path) -> None:

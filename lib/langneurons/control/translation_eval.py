@@ -13,9 +13,9 @@ import pandas as pd
 from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from langneurons.base.atomic import read_finished_part, write_parquet
+from langneurons.base.parts import Part, run_parts
 from langneurons.base.batch_halving import BatchSize, as_batch_size
-from langneurons.control.forcing_runs import Condition, units_for
+from langneurons.control.forcing_runs import Condition, ModelLoader, units_for
 from langneurons.base.faults import oom_point
 from langneurons.control.generation import greedy_continuations
 from langneurons.control.intervention import force_units, forcing_spec
@@ -23,6 +23,38 @@ from langneurons.data.language_id import detect_languages
 from langneurons.base.params import Params
 from langneurons.data.profile_data import translation_dir, translation_pairs
 from langneurons.control.translation import build_prompt, corpus_bleu, extract_answer, is_language_name_only, load_hub_pairs, load_official_pairs
+
+
+COLUMNS = ["task", "target", "condition", "n_per_side", "pair", "source", "reference", "continuation", "answer"]
+
+
+def translation_parts(load: ModelLoader, pairs: dict[tuple[str, str], pd.DataFrame], scores: dict[str, pd.DataFrame],
+                      n_per_side: int, value: str, max_new_tokens: int, batch: BatchSize,
+                      stop_at_answer_line: bool) -> list[Part]:
+    """One part per (task, language, condition), in that order (base/parts.py): its answers, one row per pair.
+
+    `load` gives the model and tokenizer when a part is made (a cluster job whose parts are all
+    finished never loads the model)."""
+
+    def make(step: int, task: str, lang: str, cond: Condition, table: pd.DataFrame) -> pd.DataFrame:
+        model, tokenizer = load()
+        prompts = [build_prompt(s) for s in table["source"]]
+
+        def generate(size: int) -> list[str]:
+            oom_point("translation", step, size)
+            if cond.name == "none":
+                return greedy_continuations(model, tokenizer, prompts, max_new_tokens, size, stop_at_answer_line)
+            with force_units(model, forcing_spec(units_for(scores[cond.target], cond), value)):
+                return greedy_continuations(model, tokenizer, prompts, max_new_tokens, size, stop_at_answer_line)
+
+        out = batch.run(generate)
+        return table.assign(task=task, target=lang, condition=cond.name, n_per_side=cond.n_per_side,
+                            pair=range(len(table)), continuation=out, answer=[extract_answer(c) for c in out])
+
+    todo = [(task, lang, cond, table) for (task, lang), table in pairs.items()
+            for cond in (Condition("none", lang, 0, 0), Condition("both", lang, n_per_side, n_per_side))]
+    return [Part(f"{task} {lang} {cond.name}", lambda i=i, x=(task, lang, cond, table): make(i, *x), len(table))
+            for i, (task, lang, cond, table) in enumerate(todo)]
 
 
 def run_translation(
@@ -44,45 +76,18 @@ def run_translation(
     continuation ends after the answer line.
 
     With `parts_dir`, each finished (task, language, condition) is saved there and reused by a rerun
-    after an interruption (a real model spends an hour here on a CPU); the caller keys the folder by
-    everything the answers depend on.
+    after an interruption (a real model spends an hour here on a CPU), or made by a cluster job
+    (run/shard_parts.py); the caller keys the folder by everything the answers depend on.
 
     A `BatchSize` that halves on out-of-memory generates the failed (task, language, condition) again
     with the smaller batch."""
     batch = as_batch_size("translation.batch_size", batch_size)
-    frames = []
-    step = 0
-    bar = tqdm(desc="translation", unit="prompt", total=2 * sum(len(t) for t in pairs.values()))  # rate and ETA
-    for (task, lang), table in pairs.items():
-        prompts = [build_prompt(s) for s in table["source"]]
-        for cond in (Condition("none", lang, 0, 0), Condition("both", lang, n_per_side, n_per_side)):
-            part = parts_dir / f"{step:04d}.parquet" if parts_dir else None
-            finished = read_finished_part(part)
-            if finished is not None:
-                frames.append(finished)
-                bar.update(len(prompts))
-                step += 1
-                continue
-            bar.set_postfix_str(f"{task} {lang} {cond.name}")
-
-            def generate(size: int, cond: Condition = cond, step: int = step) -> list[str]:
-                oom_point("translation", step, size)
-                if cond.name == "none":
-                    return greedy_continuations(model, tokenizer, prompts, max_new_tokens, size, stop_at_answer_line)
-                with force_units(model, forcing_spec(units_for(scores[cond.target], cond), value)):
-                    return greedy_continuations(model, tokenizer, prompts, max_new_tokens, size, stop_at_answer_line)
-
-            out = batch.run(generate)
-            frame = table.assign(task=task, target=lang, condition=cond.name, n_per_side=cond.n_per_side,
-                                 pair=range(len(table)), continuation=out, answer=[extract_answer(c) for c in out])
-            if part is not None:
-                write_parquet(part, frame)
-            frames.append(frame)
-            bar.update(len(prompts))
-            step += 1
+    parts = translation_parts(lambda: (model, tokenizer), pairs, scores, n_per_side, value, max_new_tokens, batch,
+                              stop_at_answer_line)
+    bar = tqdm(desc="translation", unit="prompt", total=sum(part.size for part in parts))  # rate and ETA
+    frames = run_parts(parts, parts_dir, bar=bar)
     bar.close()
-    columns = ["task", "target", "condition", "n_per_side", "pair", "source", "reference", "continuation", "answer"]
-    return pd.concat(frames, ignore_index=True)[columns]
+    return pd.concat(list(frames.values()), ignore_index=True)[COLUMNS]
 
 
 def translation_metrics(results: pd.DataFrame) -> pd.DataFrame:

@@ -28,7 +28,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -100,6 +100,7 @@ class StageCost:
     device_bytes: float | None  # peak accelerator memory; None when the stage runs on the CPU only
     seconds: float
     work: str  # what the time counts, e.g. "3,136 decoding steps"
+    parts: int = 1  # independent parts of the work (base/parts.py): a cluster run shares them out
 
 
 @dataclass(frozen=True)
@@ -339,8 +340,9 @@ def _generation_cost(p: Params, s: _Shape, stage: str) -> StageCost:
     conditions = len(conditions_for(p.languages, p.scoring.n_per_side, p.intervention.sweep, s.n_units))
     batch = min(g.batch_size, g.n_samples)
     batches = conditions * math.ceil(g.n_samples / batch)
-    return _decoding(s, stage, batches, batch, GENERATION_PROMPT_TOKENS, g.max_new_tokens,
+    cost = _decoding(s, stage, batches, batch, GENERATION_PROMPT_TOKENS, g.max_new_tokens,
                      f"{conditions} conditions x {g.n_samples} samples")
+    return replace(cost, parts=conditions)
 
 
 def _translation_cost(p: Params, s: _Shape, stage: str) -> StageCost:
@@ -351,8 +353,10 @@ def _translation_cost(p: Params, s: _Shape, stage: str) -> StageCost:
     batch = min(t.batch_size, pairs)
     # a batch runs until its last row has ended its answer line (or max_new_tokens)
     steps = math.ceil(t.max_new_tokens * (TRANSLATION_STOP_SHARE if t.stop_at_answer_line else 1))
-    return _decoding(s, stage, 2 * math.ceil(pairs / batch), batch, TRANSLATION_PROMPT_TOKENS, steps,
+    cost = _decoding(s, stage, 2 * math.ceil(pairs / batch), batch, TRANSLATION_PROMPT_TOKENS, steps,
                      f"{pairs:,} pairs x 2 conditions")
+    tasks = sum(len([x for x in langs if x in p.languages]) for langs in t.tasks.values())
+    return replace(cost, parts=2 * tasks)
 
 
 def _comparison_cost(p: Params, s: _Shape, stage: str) -> StageCost:
@@ -373,7 +377,8 @@ def _comparison_cost(p: Params, s: _Shape, stage: str) -> StageCost:
     host = max(forcing.host_bytes, perplexity_host)
     device = None if perplexity_device is None else max(perplexity_device, forcing.device_bytes or 0)
     return StageCost(stage, host, device, seconds,
-                     f"{conditions} conditions x {g.n_samples} samples; {_sci(passes)} held-out tokens scored")
+                     f"{conditions} conditions x {g.n_samples} samples; {_sci(passes)} held-out tokens scored",
+                     parts=conditions + 1 + methods * languages)  # forcing conditions; base + zeroed per language
 
 
 def _small_cost(p: Params, s: _Shape, stage: str) -> StageCost:

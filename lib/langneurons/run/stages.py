@@ -82,6 +82,8 @@ class StageDef:
     tables: dict[str, Tolerance | str] = field(default_factory=dict)  # CSVs in paper_figures/<profile>/ -> check tolerances
     drawn: tuple[str, ...] = ()  # figures drawn as PNG + PDF (stems)
     run_files: tuple[str, ...] = ()  # files the notebook derives into runs/<profile>/ besides the cached outputs
+    parts: bool = False  # its work is many independent parts (base/parts.py): LAUNCHER=slurm runs them as array
+                         # tasks, then the notebook assembles them (run/shard_parts.py)
 
     @property
     def figures(self) -> tuple[str, ...]:
@@ -96,7 +98,7 @@ LAPE_COUNTING = tuple(f"selection.lape.{k}" for k in ("counting", "special_token
                                                        "files_path", "max_tokens", "batch_size"))
 # Params that never change a stage's outputs: names, folders, bookkeeping (read freely by every stage)
 NOT_KEYED = ("profile", "description", "report_note", "force", "halve_batch_on_oom", "notebook_engine", "paper_model",
-             "output_root", "figures_root", "release", "paper", "model.device", "scoring.unit_chunk")
+             "output_root", "figures_root", "release", "paper", "model.device", "scoring.unit_chunk", "launcher")
 
 STAGES: tuple[StageDef, ...] = (
     StageDef("01_data_prep", None, ("languages", "data"), (), ("data",), "small", reads=(SENTENCE_SETS,)),
@@ -126,12 +128,12 @@ STAGES: tuple[StageDef, ...] = (
                      Fig.MAIN_RATES: {"none": 5.0, "top": 5.0, "bottom": 5.0, "both": 5.0, "rise": 10.0},
                      Fig.EXAMPLES: TEXTS},
              drawn=(Fig.TARGET_RATE_PLOT, Fig.RATE_VS_N_PLOT, Fig.TOP_BOTTOM_BOTH_PLOT),
-             run_files=(Fig.LANGUAGE_DISTRIBUTION,)),
+             run_files=(Fig.LANGUAGE_DISTRIBUTION,), parts=True),
     StageDef("06_translation", "ap", ("languages", *MODEL_RUN, "scoring.n_per_side", "intervention.value", "translation"),
              ("03_scoring",), ("generations/translation.parquet", "generations/translation.csv"), "translation", model=True,
              reads=(TRANSLATION_PAIRS,), generates=True,
              tables={Fig.TRANSLATION: {"target_rate": 3.0, "bleu": 1.0, "language_name_only": 3.0, "empty": 3.0}},
-             drawn=(Fig.TRANSLATION_PLOT,)),
+             drawn=(Fig.TRANSLATION_PLOT,), parts=True),
     # AP vs LAPE: the matched sets follow both selections, the rates are sampled texts
     StageDef("07_ap_vs_lape", "lape",
              ("languages", *MODEL_RUN, "activations.seq_len", "selection", "generation", "comparison", "data.source",
@@ -146,9 +148,10 @@ STAGES: tuple[StageDef, ...] = (
                                                 "ppl_change": 2.0, "log_ppl_change": 0.02},
                      Fig.AP_LAPE_SUMMARY: {"mean_units_per_language": COUNTS, "ppl_change_diagonal_%": 2.0,
                                            "ppl_change_off_diagonal_%": 2.0, "mean_rate_rise_points": 8.0}},
-             drawn=(Fig.AP_LAPE_UNITS_PLOT, Fig.AP_LAPE_EFFECTS_PLOT)),
+             drawn=(Fig.AP_LAPE_UNITS_PLOT, Fig.AP_LAPE_EFFECTS_PLOT), parts=True),
 )
 BY_NAME: dict[str, StageDef] = {s.name: s for s in STAGES}
+IN_PARTS: tuple[str, ...] = tuple(s.name for s in STAGES if s.parts)
 NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
 STAGE_OF_FIGURE: dict[str, str] = {f: s.name for s in STAGES for f in s.figures}  # which stage writes each figure file
 def reading(what: str) -> tuple[str, ...]:

@@ -30,18 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "lib"))
 
 from langneurons.cluster import local_slurm  # noqa: E402
-from langneurons.run.stages import NAMES  # noqa: E402
+from langneurons.run.cache import stamped_outputs  # noqa: E402
 
 RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR") or ROOT / "bench" / "results")
-
-
-def stamped(run: Path) -> dict[str, str]:
-    out = {}
-    for stage in NAMES:
-        stamp = run / "stamps" / f"{stage}.json"
-        if stamp.is_file():
-            out.update({k: v["sha256"] for k, v in json.loads(stamp.read_text())["outputs"].items()})
-    return out
 
 
 def replicate(profile: str, overrides: str, stages: str, env: dict[str, str], log: Path) -> float:
@@ -89,7 +80,7 @@ def main() -> int:
             print(f"{kind}: {times[kind]:.1f} s", flush=True)
     finally:
         local_slurm.stop(cluster)
-    local, slurm = (stamped(roots[k] / "runs" / name) for k in ("local", "slurm"))
+    local, slurm = (stamped_outputs(roots[k] / "runs" / name) for k in ("local", "slurm"))
     jobs = [json.loads(f.read_text()) for f in sorted((roots["slurm"] / "runs" / name / "logs" / "cluster").glob("*.json"))]
     record = {"profile": args.profile, "stages": args.stages or "all", "set": args.set, "shards": args.shards,
               "nodes": args.nodes, "cpus_per_job": cpus, "nproc": os.cpu_count(),

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from langneurons.cluster import local_slurm
+from langneurons.run.cache import stamped_outputs
 from langneurons.run.stages import NAMES
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pipeline")]
@@ -67,16 +68,6 @@ def slurm_set(where: str, shards: int = SHARDS) -> str:
             "notebook_engine=inprocess")
 
 
-def stamped(run: Path) -> dict[str, str]:
-    """Every stamped output of a run: relative path -> SHA-256."""
-    out = {}
-    for stage in NAMES:
-        stamp = run / "stamps" / f"{stage}.json"
-        if stamp.is_file():
-            out.update({k: v["sha256"] for k, v in json.loads(stamp.read_text())["outputs"].items()})
-    return out
-
-
 def figure_tables(figures: Path) -> dict[str, bytes]:
     return {f.name: f.read_bytes() for f in sorted(figures.glob("*.csv"))}
 
@@ -108,7 +99,7 @@ def test_the_slurm_run_equals_the_local_run_byte_for_byte(slurm_chain, shared):
     run, figures, _, _, code, out = slurm_chain
     assert code == 0, out
     assert sorted(f.stem for f in (run / "stamps").glob("0*.json") if not f.stem.endswith(".derived")) == list(NAMES)
-    assert stamped(run) == stamped(shared.run("chain"))
+    assert stamped_outputs(run) == stamped_outputs(shared.run("chain"))
     assert figure_tables(figures) == figure_tables(shared.figs("chain"))
     assert (figures / "README.md").is_file()
     # the shard tasks of 05-07 ran on more than one node

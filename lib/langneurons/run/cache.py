@@ -144,6 +144,16 @@ def _check_outputs(stamp: dict[str, Any], run_dir: Path) -> str | None:
     return None
 
 
+def stamped_outputs(run_dir: Path) -> dict[str, str]:
+    """Every output a run's finished stages stamped: path under the run -> SHA-256 (to compare two runs)."""
+    out = {}
+    for stage in BY_NAME:
+        stamp = _read_stamp(run_dir / "stamps" / f"{stage}.json")
+        if stamp is not None:
+            out.update({rel: rec["sha256"] for rel, rec in stamp["outputs"].items()})
+    return out
+
+
 def upstream_checksums(stage: str, run_dir: Path) -> dict[str, str]:
     """Checksums of the upstream stages' outputs; an error if any is unfinished or altered."""
     out = {}

@@ -183,7 +183,7 @@ def replicate_on_slurm(profile: str, overrides: list[str], stages: tuple[str, ..
         check_shared(shared_folders(p, layout), jobs[-1].resources, p.launcher.slurm.check_timeout_s)
         print("shared folders: a job on the cluster sees the run folder, figures, user cache and project as this machine does")
     submitted = submit(p, profile, job_overrides, jobs, submitter, stages)
-    set_text = " ".join(overrides)
+    set_text = " ".join(o for o in overrides if o != "force=true")  # rerunning it resumes; it does not force again
     save_record(record, submitted, command=f'make replicate PROFILE={profile} SET="{set_text}"',
                 meta={"status": f"make cluster-status PROFILE={profile} SET=\"{set_text}\"",
                       "cancel": f"make cluster-cancel PROFILE={profile} SET=\"{set_text}\""})

@@ -84,9 +84,6 @@ class Job:
     folder: str  # submitit's folder pattern (<record folder>/%j): logs and results
     after: tuple[str, ...] = ()  # job ids it waits for
 
-    def task_ids(self) -> list[str]:
-        return list(self.tasks)
-
 
 def _run(cmd: list[str]) -> subprocess.CompletedProcess:
     try:
@@ -230,7 +227,7 @@ def job_states(job: Job) -> list[TaskState]:
     """The state of every task of a job: scontrol, else sacct, else submitit's result file."""
     known = _scontrol_states(job.job_id) or {}
     out = []
-    for task in job.task_ids():
+    for task in job.tasks:
         # a one-task array is <id>_0 while it waits and runs, and <id> once it has ended (and to submitit)
         same = [task, f"{task}_0", task.removesuffix("_0")]
         seen = next((known[t] for t in same if t in known), None)

@@ -71,7 +71,7 @@ def unfinished_shards(stage: str, p: Params, layout: RunLayout, shards: int) -> 
     try:
         work_dir = StageCache(stage, p, layout, announce=False).work_dir
         n_parts = len(stage_parts(stage, p, layout))
-    except (StaleUpstreamError, OSError, FileNotFoundError):
+    except (StaleUpstreamError, OSError):
         return None
     missing = set(missing_parts(work_dir, range(n_parts)))
     return [k for k in range(shards) if any(i in missing for i in shard_indices(n_parts, k, shards))]

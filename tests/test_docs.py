@@ -14,12 +14,12 @@ TOP = ("lib", "notebooks", "params", "tests", "bench", "docs", "assignments", "s
 SUBPACKAGES = tuple(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
 CODE = re.compile(r"`([^`\n]+)`")
 LINK = re.compile(r"\]\(([^)\s]+)\)")
-MAKE = re.compile(r"\bmake ([a-z][a-z-]*[a-z])\b")
+MAKE = re.compile(r"\bmake ([a-z][a-z0-9-]*[a-z0-9])\b")
 MODULE = re.compile(r"\blangneurons(?:\.[a-z_0-9]+)+")
 
 
 def _targets() -> set[str]:
-    return set(re.findall(r"^([a-z][a-z-]*):", (ROOT / "Makefile").read_text(), re.M))
+    return set(re.findall(r"^([a-z][a-z0-9-]*):", (ROOT / "Makefile").read_text(), re.M))
 
 
 def _repo_path(token: str) -> Path | None:

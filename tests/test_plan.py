@@ -26,6 +26,7 @@ SHIPPED_UNITS = {
     "llama-2-7b": ("meta-llama/Llama-2-7b-hf", 1_359_872),
     "llama-2-13b": ("meta-llama/Llama-2-13b-hf", 2_129_920),
     "gemma3-270m": ("google/gemma-3-270m", 124_416),  # not a paper model: 18 x (q 1,024, k 256, v 256, o 640, gate 2,048, up 2,048, down 640)
+    "smollm2-135m": ("HuggingFaceTB/SmolLM2-135M-Instruct", 155_520),  # 30 x (q 576, k 192, v 192, o 576, gate 1,536, up 1,536, down 576)
 }
 
 
@@ -176,7 +177,7 @@ def test_skeleton_holds_no_real_memory():
     assert {buffer.device.type for buffer in model.buffers()} <= {"meta"}
 
 
-def test_shipped_configs_are_the_eight_paper_models_and_gemma():
+def test_shipped_configs_are_the_eight_paper_models_and_the_real_models():
     shipped = {f.name for f in Path(plan.CONFIGS_DIR).glob("*.json")}
     assert shipped == {shipped_config_path(model_id).name for model_id, _ in SHIPPED_UNITS.values()}
 

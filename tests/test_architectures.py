@@ -283,7 +283,8 @@ def test_notebooks_01_to_05(name: str, shared):
     scores = pd.read_parquet(run / "scores" / "de.parquet")
     assert scores["ap"].between(0, 1).all() and scores["on_p50"].notna().all()
     gens = pd.read_parquet(run / "generations" / "unconditional.parquet")
-    assert len(gens) == 4 * (1 + 3 * 4) and gens["text"].str.len().gt(0).any()
+    # none + per language: the sweep's sizes, top, bottom and the random-unit baseline; 4 samples each
+    assert len(gens) == 4 * (1 + 3 * 5) and gens["text"].str.len().gt(0).any()
     kinds = pd.read_csv(figs / "layer_kinds.csv")
     if name == "mixtral":
         assert units.query("expert >= 0")["kind"].unique().tolist() == ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]

@@ -69,11 +69,11 @@ def test_seven_notebooks_chained_by_papermill(shared):
     overlap = pd.read_csv(figs / "fig2_overlap.csv")
     assert overlap.query("language_a == language_b").percent_of_n.eq(100).all()
     # intervention: none (shared) + per identifiable language (Toki Pona is not): both at N=1, 20 and the
-    # sweep's 1000 capped to half the units, top and bottom; 4 samples each, all saved
+    # sweep's 1000 capped to half the units, top, bottom and as many random units; 4 samples each, all saved
     gens = pd.read_parquet(run / "generations" / "unconditional.parquet")
     assert len(pd.read_csv(run / "generations" / "unconditional.csv", keep_default_na=False)) == len(gens)  # quoted
     cap = len(units) // 2
-    per_lang = {("both", 1), ("both", 20), ("both", cap), ("top", 20), ("bottom", 20)}
+    per_lang = {("both", 1), ("both", 20), ("both", cap), ("top", 20), ("bottom", 20), ("random", 20)}
     assert len(gens) == 4 * (1 + 7 * len(per_lang))
     assert set(gens.columns) >= {"profile", "condition", "target", "n_top", "n_bottom", "sample", "text"}
     rates = pd.read_csv(figs / "fig3_main_rates.csv")

@@ -153,7 +153,7 @@ class ModelParams(_Section):
     attn_implementation: str | None  # eager (the original code's; batch-independent bits) | sdpa | null (library default)
     trust_remote_code: bool  # only for hub models that need their own code
     gguf_file: str | None = None  # a GGUF file (llama.cpp's format) in `path`, in the hub repo `id`, or from `gguf_package`
-    gguf_package: str | None = None  # PyPI package shipping gguf_file (assembled into the user cache on first need)
+    gguf_package: str | None = None  # PyPI package shipping gguf_file, whole or in chunks (assembled into the user cache)
     gguf_sha256: str | None = None  # expected SHA-256 of gguf_file (checked before use)
 
 
@@ -213,10 +213,17 @@ class ActivationParams(_Section):
 
 
 @dataclass(frozen=True)
+class StabilityParams(_Section):
+    seed: int  # seed of the split of each language's positives and negatives into two halves
+    resamples: int  # bootstrap draws over the texts on top of the split-half (0: none; each costs a scoring pass)
+
+
+@dataclass(frozen=True)
 class ScoringParams(_Section):
     n_per_side: int  # top-N and bottom-N units by AP per language (paper: 1000 each)
     unit_chunk: int  # units scored at once; bounds peak memory whatever the model size
     ap_thresholds: list[float]  # count units with AP above each (paper's Figure 8 / original code)
+    stability: StabilityParams  # how stable the selection is under another draw of the texts (notebook 04)
 
 
 @dataclass(frozen=True)
@@ -267,6 +274,14 @@ class GenerationParams(_Section):
 class InterventionParams(_Section):
     value: str  # what forced units are set to: on_p50 (paper) | on_p90 | off_mean | off_p50 | zero
     sweep: list[int]  # units per side for the "rate vs N" sweep (paper totals 2 ... 200000); capped
+    random_seed: int  # seed of the random-unit baseline (as many units, from the same blocks, as a language's)
+
+
+@dataclass(frozen=True)
+class FluencyParams(_Section):
+    distinct2_below: float  # a text is degenerate when its share of distinct token bigrams is below this
+    repeat_share_above: float  # ... or when one token makes up more than this share of it
+    batch_size: int  # generated texts per forward pass when scoring their perplexity under the unforced model
 
 
 @dataclass(frozen=True)
@@ -332,6 +347,7 @@ class Params(_Section):
     selection: SelectionParams
     generation: GenerationParams
     intervention: InterventionParams
+    fluency: FluencyParams
     translation: TranslationParams
     comparison: ComparisonParams
     paper: PaperParams
@@ -566,6 +582,7 @@ def check(p: Params, check_files: bool = True) -> None:
         ("translation.batch_size", p.translation.batch_size),
         ("comparison.heldout_per_language", p.comparison.heldout_per_language),
         ("comparison.batch_size", p.comparison.batch_size),
+        ("fluency.batch_size", p.fluency.batch_size),
     ]:
         _positive(key, value)
     if p.generation.top_k < 0:

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -115,18 +114,3 @@ def read(layout: RunLayout) -> dict[str, pd.DataFrame]:
     folder: Path = layout.comparison
     return {name: pd.read_csv(folder / f"{name}.csv") for name in TABLES}
 
-
-def summary(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row per method: units per language, mean perplexity change (%) where the zeroed language is
-    the evaluated one (diagonal) and where it is not, and the mean rise of the target-language rate."""
-    units, deact, rates = tables["matched_units"], tables["deactivation"], tables["rates"]
-    rows = []
-    for method in dict.fromkeys(units["method"]):
-        d = deact[deact["method"] == method] if len(deact) else pd.DataFrame(columns=["deactivated", "evaluated", "log_ppl_change"])
-        same = d["deactivated"] == d["evaluated"]
-        change = 100 * (np.exp(d["log_ppl_change"].astype(float)) - 1)
-        r = rates[rates["method"] == method] if len(rates) else pd.DataFrame(columns=["rise"])
-        rows.append({"method": method, "mean_units_per_language": units[units["method"] == method].groupby("language").size().mean(),
-                     "ppl_change_diagonal_%": change[same].mean(), "ppl_change_off_diagonal_%": change[~same].mean(),
-                     "mean_rate_rise_points": r["rise"].astype(float).mean()})
-    return pd.DataFrame(rows)

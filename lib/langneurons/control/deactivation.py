@@ -142,7 +142,10 @@ def perplexity_rows(base: pd.DataFrame, after: dict[str, pd.DataFrame]) -> pd.Da
     return table
 
 
-def diagonal_summary(matrix: pd.DataFrame, value: str = "log_ppl_change") -> dict[str, float]:
-    """Mean change where the deactivated language is the evaluated one, and where it is not."""
+def diagonal_summary(matrix: pd.DataFrame, value: str = "log_ppl_change", how: str = "mean") -> dict[str, float]:
+    """Mean (or median: `how`) change where the deactivated language is the evaluated one, and where it is
+    not. The mean of log_ppl_change is the log of the geometric mean ratio: one language whose perplexity
+    is multiplied by 60 does not outweigh the others as it does in a mean of % changes."""
     same = matrix["deactivated"] == matrix["evaluated"]
-    return {"diagonal": float(matrix.loc[same, value].mean()), "off_diagonal": float(matrix.loc[~same, value].mean())}
+    values = matrix[value].astype(float)
+    return {"diagonal": float(values[same].agg(how)), "off_diagonal": float(values[~same].agg(how))}

@@ -162,14 +162,14 @@ def extract_answer(continuation: str) -> str:
 
 # English and native names (lower-cased) of the paper's languages and a few common others.
 LANGUAGE_NAMES: frozenset[str] = frozenset({
-    "english", "英語", "英语", "anglais", "englisch", "inglés", "ingles",
-    "german", "deutsch", "allemand", "alemán", "aleman", "ドイツ語", "德语", "德語",
-    "french", "français", "francais", "französisch", "francés", "frances", "フランス語", "法语", "法語",
-    "spanish", "español", "espanol", "castellano", "spanisch", "espagnol", "スペイン語", "西班牙语", "西班牙語",
+    "english", "英語", "英语", "英文", "anglais", "englisch", "inglés", "ingles",
+    "german", "deutsch", "allemand", "alemán", "aleman", "ドイツ語", "德语", "德語", "德文",
+    "french", "français", "francais", "französisch", "francés", "frances", "フランス語", "法语", "法語", "法文",
+    "spanish", "español", "espanol", "castellano", "spanisch", "espagnol", "スペイン語", "西班牙语", "西班牙語", "西班牙文",
     "chinese", "mandarin", "mandarin chinese", "simplified chinese", "traditional chinese",
     "中文", "汉语", "漢語", "华语", "華語", "普通话", "普通話", "简体中文", "簡體中文", "繁体中文", "繁體中文",
-    "中国語", "中國語", "chinesisch", "chinois", "chino",
-    "japanese", "日本語", "日本语", "日语", "日語", "にほんご", "japanisch", "japonais", "japonés", "japones",
+    "中国語", "中國語", "中国话", "中國話", "chinesisch", "chinois", "chino",
+    "japanese", "日本語", "日本语", "日语", "日語", "にほんご", "japanisch", "japonais", "japonés", "japones", "日文",
     "korean", "한국어", "italian", "italiano", "portuguese", "português", "russian", "русский",
     "dutch", "nederlands", "arabic", "العربية", "hindi", "हिन्दी",
 })

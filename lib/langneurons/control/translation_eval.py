@@ -14,6 +14,7 @@ from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from langneurons.base.parts import Part, run_parts
+from langneurons.base.proportions import wilson
 from langneurons.base.batch_halving import BatchSize, as_batch_size
 from langneurons.control.forcing_runs import Condition, ModelLoader, units_for
 from langneurons.base.faults import oom_point
@@ -91,15 +92,22 @@ def run_translation(
 
 
 def translation_metrics(results: pd.DataFrame) -> pd.DataFrame:
-    """Per (task, target, condition): target-language rate of the answers, corpus BLEU, and how many
-    answers are only a language name (counted apart: they must not pass as translations)."""
+    """Per (task, target, condition): target-language rate of the answers with its 95% Wilson interval
+    (low, high), corpus BLEU, how many answers are only a language name, and `content_rate`: the rate
+    without them ("英語" is Japanese, but not a translation; the claim is decided on this one), with
+    its interval (content_low, content_high)."""
     detected = results.assign(detected=detect_languages(results["answer"].fillna("").tolist()),
                               name_only=[is_language_name_only(a) for a in results["answer"].fillna("")])
     rows = []
     for (task, lang, cond), g in detected.groupby(["task", "target", "condition"], sort=False):
+        hits = int((g["detected"] == lang).sum())
+        content = int(((g["detected"] == lang) & ~g["name_only"]).sum())
+        low, high = wilson(hits, len(g))
+        c_low, c_high = wilson(content, len(g))
         rows.append({
             "task": task, "target": lang, "condition": cond, "n": len(g),
-            "target_rate": 100 * float((g["detected"] == lang).mean()),
+            "target_rate": 100 * hits / len(g), "low": 100 * float(low), "high": 100 * float(high),
+            "content_rate": 100 * content / len(g), "content_low": 100 * float(c_low), "content_high": 100 * float(c_high),
             "bleu": corpus_bleu(g["answer"].fillna("").tolist(), g["reference"].tolist(), lang),
             "language_name_only": int(g["name_only"].sum()),
             "empty": int((g["answer"].fillna("") == "").sum()),

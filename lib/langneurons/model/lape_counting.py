@@ -278,12 +278,16 @@ def count_protocol(model: torch.nn.Module, tokenizer, lape: LapeParams, texts: p
     return dict(zip(counted, tokens.tolist()))
 
 
-def describe(lape: LapeParams) -> str:
-    """The protocol in a few words, for the summary and the report."""
+def describe(lape: LapeParams, named: bool = False) -> str:
+    """The protocol in a few words, for the summary and the report. Without its name by default: the
+    report already names it ("LAPE counted by the `texts` protocol (...)"); `named` prefixes it where
+    nothing else does."""
     source = {"sets": "the AP sets' texts", "files": f"the files in {lape.files_path}",
               "hub": f"the first rows of {lape.hub.id} ({lape.hub.split})"}[lape.source]
     budget = f", at most {lape.max_tokens:,} tokens per language" if lape.max_tokens else ""
     if lape.counting == "packed":
         window = lape.window or f"the model's positions (cap {lape.window_cap})"
-        return f"packed (the LAPE authors'): {source} without special tokens, windows of {window}{budget}"
-    return f"texts: {source}, each alone, special tokens {'counted' if lape.special_tokens == 'count' else 'skipped'}{budget}"
+        words = f"{source} without special tokens, end to end in windows of {window}{budget}, as the LAPE authors count"
+    else:
+        words = f"{source}, each text alone, special tokens {'counted' if lape.special_tokens == 'count' else 'skipped'}{budget}"
+    return f"{lape.counting}: {words}" if named else words

@@ -93,12 +93,19 @@ def plot_overlap(table: pd.DataFrame, title: str) -> plt.Figure:
 
 
 def _bars(ax: plt.Axes, table: pd.DataFrame, series: list[tuple[str, str]], languages: list[str]) -> None:
-    """Grouped bars: one group per language, one bar per (column, label) series."""
+    """Grouped bars: one group per language, one bar per (column, label) series, each with its 95%
+    interval (<column>_low, <column>_high) as an error bar where the table has it."""
     width = 0.8 / len(series)
     x = np.arange(len(languages))
+    rows = table.set_index("target").reindex(languages)
     for i, (column, label) in enumerate(series):
-        values = table.set_index("target").reindex(languages)[column].to_numpy()
-        ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=label)
+        values = rows[column].to_numpy(dtype=float)
+        err = None
+        if f"{column}_low" in rows.columns:
+            err = np.vstack([values - rows[f"{column}_low"].to_numpy(dtype=float),
+                             rows[f"{column}_high"].to_numpy(dtype=float) - values])
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=label, yerr=err,
+               error_kw={"elinewidth": 0.8, "capsize": 2})
     ax.set_xticks(x, [language_name(lang) for lang in languages])
     ax.set_ylim(0, 100)
     ax.set_ylabel("target-language rate (%)")
@@ -106,10 +113,14 @@ def _bars(ax: plt.Axes, table: pd.DataFrame, series: list[tuple[str, str]], lang
 
 
 def plot_rate_with_without(rates: pd.DataFrame, languages: list[str], n_per_side: int, title: str) -> plt.Figure:
-    """Figure 3: share of generations in each language without vs with its units forced."""
+    """Figure 3: share of generations in each language without vs with its units forced, and with as
+    many random units of the same blocks forced (the baseline, where the run has it); 95% intervals."""
     table = main_rates(rates, n_per_side)
     fig, ax = plt.subplots(figsize=(7, 3.4))
-    _bars(ax, table, [("none", "no intervention"), ("both", f"top-{n_per_side} + bottom-{n_per_side} forced")], languages)
+    series = [("none", "no intervention")]
+    if "random" in table.columns:
+        series.append(("random", f"{2 * n_per_side} random units forced"))
+    _bars(ax, table, [*series, ("both", f"top-{n_per_side} + bottom-{n_per_side} forced")], languages)
     ax.set_title(title)
     fig.tight_layout()
     return fig
@@ -127,14 +138,21 @@ def plot_top_bottom_both(rates: pd.DataFrame, languages: list[str], n_per_side: 
 
 
 def plot_rate_vs_n(rates: pd.DataFrame, languages: list[str], title: str) -> plt.Figure:
-    """Figure 4: target-language rate against the number of forced units per side (log axis)."""
+    """Figure 4: target-language rate against the number of forced units per side (log axis), with
+    95% intervals as bands; a point that forces every unit of the model is marked "all units"."""
     both = rates[rates.condition == "both"]
     none = rates[rates.condition == "none"].set_index("target")["target_rate"]
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for i, lang in enumerate(languages):
         part = both[both.target == lang].sort_values("n_top")
         line, = ax.plot(part["n_top"], part["target_rate"], marker="o", ms=3, label=language_name(lang))
+        if "low" in part.columns:
+            ax.fill_between(part["n_top"], part["low"], part["high"], color=line.get_color(), alpha=0.12, lw=0)
         ax.axhline(none.get(lang, np.nan), color=line.get_color(), ls=":", lw=0.8)
+    if "all_units" in both.columns and both["all_units"].any():
+        n_all = int(both.loc[both["all_units"], "n_top"].max())
+        ax.axvline(n_all, color="0.4", ls="--", lw=0.8)
+        ax.annotate("all units", (n_all, 3), rotation=90, ha="right", va="bottom", fontsize=7, color="0.3")
     ax.set_xscale("log")
     ax.set_ylim(0, 100)
     ax.set_xlabel("units forced per side (top-N + bottom-N)")
@@ -156,8 +174,17 @@ def plot_translation(metrics: pd.DataFrame, title: str) -> plt.Figure:
         for i, (metric, label) in enumerate([("target_rate", "target-language rate (%)"), ("bleu", "BLEU")]):
             ax = axes[i, j]
             for k, (cond, name) in enumerate([("none", "no intervention"), ("both", "forced")]):
-                vals = part[part.condition == cond].set_index("target").reindex(langs)[metric].to_numpy()
-                ax.bar(x + (k - 0.5) * 0.4, vals, 0.4, label=name)
+                rows = part[part.condition == cond].set_index("target").reindex(langs)
+                if metric == "target_rate" and "content_rate" in rows.columns:
+                    # bars: answers in the target language that are more than a language's name; ticks: all of them
+                    vals = rows["content_rate"].to_numpy(dtype=float)
+                    err = np.vstack([vals - rows["content_low"].to_numpy(dtype=float),
+                                     rows["content_high"].to_numpy(dtype=float) - vals])
+                    ax.bar(x + (k - 0.5) * 0.4, vals, 0.4, label=name, yerr=err, error_kw={"elinewidth": 0.8, "capsize": 2})
+                    ax.plot(x + (k - 0.5) * 0.4, rows["target_rate"], "_", color="k", ms=10,
+                            label="with name-only answers" if k == 1 else None)
+                else:
+                    ax.bar(x + (k - 0.5) * 0.4, rows[metric].to_numpy(), 0.4, label=name)
             ax.set_xticks(x, langs)
             ax.set_ylabel(label if j == 0 else "")
             if metric == "target_rate":

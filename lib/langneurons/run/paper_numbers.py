@@ -33,6 +33,7 @@ from langneurons.base.params import PAPER_MODELS as RELEASE_MODELS
 from langneurons.data.release_files import Entry, Release, ReleaseError, generation_files, load_manifest, translation_file
 from langneurons.run.report import markdown_table
 from langneurons.base.errors import DataError
+from langneurons.base.proportions import wilson
 from langneurons.base.params import TASKS
 from langneurons.control.translation import extract_answer, load_official_pairs, split_continuation
 from langneurons.control.translation_eval import translation_metrics
@@ -161,15 +162,21 @@ def score_released(files: list[ReleasedFile], local: dict[str, Path], pairs_dir:
             rate, bleu = float(m["target_rate"]), float(m["bleu"])
         rows.append({"model": f.model, "lang": f.lang, "task": f.task, "n_units": f.n_units, "selection": f.selection,
                      "target_rate": rate, "bleu": bleu})
-    return PaperNumbers(pd.DataFrame(rows), rates[["model", *keys, "n", "target_rate"]],
+    return PaperNumbers(pd.DataFrame(rows), rates[["model", *keys, "n", "hits", "target_rate", "low", "high"]],
                         metrics[["model", *[c for c in metrics.columns if c != "model"]]])
 
 
 def mean_over_models(rates: pd.DataFrame) -> pd.DataFrame:
-    """Per language: mean target rate over the models at N = 0 and with top-1000 + bottom-1000 forced."""
+    """Per language: mean target rate over the models at N = 0 and with top-1000 + bottom-1000 forced,
+    the samples behind each (n) and the 95% Wilson interval of the pooled rate (all models' samples)."""
     main = pd.concat([main_rates(r, PAPER_N_PER_SIDE).assign(model=m) for m, r in rates.groupby("model", sort=False)])
     out = main.groupby("target", sort=False)[["none", "both"]].mean().reindex(list(LANGUAGES))
     out["models"] = main.groupby("target")["model"].nunique().reindex(list(LANGUAGES))
+    for side, mask in (("none", rates.condition == "none"),
+                       ("both", (rates.condition == "both") & (rates.n_top == PAPER_N_PER_SIDE))):
+        pooled = rates[mask].groupby("target")[["hits", "n"]].sum().reindex(list(LANGUAGES))
+        low, high = wilson(pooled["hits"].to_numpy(), pooled["n"].to_numpy())
+        out[f"{side}_n"], out[f"{side}_low"], out[f"{side}_high"] = pooled["n"].to_numpy(), 100 * low, 100 * high
     return out.reset_index()
 
 

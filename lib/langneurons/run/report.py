@@ -13,6 +13,9 @@ import pandas as pd
 
 from langneurons.base import paths
 from langneurons.base.atomic import write_text
+from langneurons.comparison.summary import report_lines
+from langneurons.scoring.overlap_reference import overlap_reference_lines
+from langneurons.scoring.stability import stability_lines
 from langneurons.model.lape_counting import describe
 from langneurons.run.claims import claims_table
 from langneurons.base.paths import RunLayout
@@ -34,6 +37,35 @@ def _figure(layout: RunLayout, name: str, caption: str) -> str:
     return f"![{caption}]({name}.png)\n\n*{caption}* ([PDF]({name}.pdf))\n" if (layout.figures / f"{name}.png").is_file() else ""
 
 
+def _with_interval(value: float, low: float, high: float) -> str:
+    return f"{value:.0f} [{low:.0f}, {high:.0f}]"
+
+
+def rates_with_intervals(main: pd.DataFrame) -> pd.DataFrame:
+    """fig3_main_rates as the report shows it: each rate and rise with its 95% interval in brackets."""
+    out = pd.DataFrame({"target": main["target"]})
+    for column in ("none", "top", "bottom", "random", "both", "rise", "over_random"):
+        if column not in main.columns:
+            continue
+        if f"{column}_low" in main.columns:
+            out[column] = [_with_interval(v, lo, hi) for v, lo, hi in
+                           main[[column, f"{column}_low", f"{column}_high"]].itertuples(index=False)]
+        else:
+            out[column] = main[column].round(1)
+    return out.rename(columns={"over_random": "both - random"})
+
+
+def fluency_display(fluency: pd.DataFrame, n_per_side: int) -> pd.DataFrame:
+    """Fluency of the main conditions (none, random, top, bottom, both at N), with intervals."""
+    keep = (fluency["condition"] != "both") | (fluency["n_top"] == n_per_side)
+    f = fluency[keep]
+    return pd.DataFrame({
+        "condition": f["condition"], "target": f["target"].fillna("").replace("", "(none)"), "n": f["n"],
+        "median perplexity": [f"{m:.1f} [{lo:.1f}, {hi:.1f}]" for m, lo, hi in f[["median_ppl", "ppl_low", "ppl_high"]].itertuples(index=False)],
+        "degenerate %": [_with_interval(v, lo, hi) for v, lo, hi in f[["degenerate", "degenerate_low", "degenerate_high"]].itertuples(index=False)],
+    })
+
+
 def _depth_share(dist: pd.DataFrame) -> pd.DataFrame:
     """Share of each side's units in the first, middle and last thirds of the depth, next to the
     share those blocks would get if units were spread uniformly (a 4-block model's thirds are uneven)."""
@@ -44,6 +76,12 @@ def _depth_share(dist: pd.DataFrame) -> pd.DataFrame:
     blocks = dist.drop_duplicates("block").assign(part=bins).groupby("part", observed=False).size()
     table.loc["uniform"] = 100 * blocks / blocks.sum()
     return table.reset_index()
+
+
+def paper_dir(p: Params) -> Path:
+    """make paper-numbers' folder: <figures_root>/paper/, else the one committed with the project."""
+    own = paths.resolve(p.figures_root) / "paper"
+    return own if own.is_dir() else paths.PROJECT_ROOT / "paper_figures" / "paper"
 
 
 def paper_tables(figures_root: Path, model: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
@@ -123,13 +161,15 @@ def _comparison_section(p: Params, layout: RunLayout) -> list[str]:
     overlap = pd.read_csv(f / Fig.AP_LAPE_OVERLAP) if (f / Fig.AP_LAPE_OVERLAP).is_file() else pd.DataFrame()
     if len(overlap):
         parts += [markdown_table(overlap, 2), ""]
-    parts += [_figure(layout, Fig.AP_LAPE_EFFECTS_PLOT, "Left: perplexity change (%) of held-out texts (columns) with "
-                      "one language's units zeroed (rows), per method. Right: target-language rate with the units forced to on_p50."),
-              "Per method: mean perplexity change where the zeroed language is the evaluated one (diagonal) and elsewhere, "
-              "and the mean rise of the target-language rate (points):\n",
-              markdown_table(pd.read_csv(f / Fig.AP_LAPE_SUMMARY), 2), ""]
+    parts.append(_figure(layout, Fig.AP_LAPE_EFFECTS_PLOT, "Left: perplexity change of held-out texts (columns) with one "
+                         "language's units zeroed (rows), per method, coloured on a log scale of ppl / ppl_base so that "
+                         "both methods can be read. Right: target-language rate with the units forced to on_p50 (95% intervals)."))
+    if (f / Fig.AP_LAPE_PER_LANGUAGE).is_file():
+        parts += report_lines(pd.read_csv(f / Fig.AP_LAPE_SUMMARY), pd.read_csv(f / Fig.AP_LAPE_PER_LANGUAGE), markdown_table)
+    else:
+        parts += [markdown_table(pd.read_csv(f / Fig.AP_LAPE_SUMMARY), 2), ""]
     parts.append("Held-out texts are never texts of the selection sets (checked), but the model may have seen them in "
-                 "training; each rate is a share of the generated samples, so a few points are within chance.\n")
+                 "training; each rate is a share of the generated samples, with its 95% interval.\n")
     return parts
 
 
@@ -181,11 +221,14 @@ def build_report(p: Params, layout: RunLayout) -> str:
     ]
     if p.report_note:
         parts.append(f"> **Note.** {p.report_note}\n")
-    claims = claims_table(f, p.scoring.n_per_side)
+    claims = claims_table(f, p.scoring.n_per_side, paper_dir(p))
     if len(claims):
         parts += ["## The paper's claims on this model\n",
-                  "What Kojima et al. found on their eight models, and the same quantity from this run's tables "
-                  "(sections below). A claim that does not hold here is a finding about this model.\n",
+                  "What Kojima et al. found on their eight models (from their released outputs, `make paper-numbers`), and "
+                  "the same quantity from this run's tables (sections below). Rates are shares of samples: a claim about "
+                  "them holds where the 95% intervals of the differences lie above 0 (Wilson intervals for rates, "
+                  "Newcombe's for differences, in brackets), and is \"not shown\" where they do not decide. A claim that "
+                  "does not hold here is a finding about this model.\n",
                   markdown_table(claims), ""]
     summary = layout.scores / "summary.csv"
     if summary.is_file():
@@ -199,27 +242,48 @@ def build_report(p: Params, layout: RunLayout) -> str:
         shared = pd.read_csv(f / Fig.OVERLAP)
         off = shared[shared.language_a != shared.language_b]
         parts += ["## Overlap between languages (Figure 2)\n", _figure(layout, Fig.OVERLAP_PLOT, "Units shared by two languages' top-N (left) and bottom-N (right) sets, % of N (paper: < 5%)."),
-                  f"Largest overlap between two languages: top {off[off.side == 'top'].percent_of_n.max():.1f}%, bottom {off[off.side == 'bottom'].percent_of_n.max():.1f}% of N.\n"]
+                  f"Largest overlap between two languages: top {off[off.side == 'top'].percent_of_n.max():.1f}%, bottom {off[off.side == 'bottom'].percent_of_n.max():.1f}% of N.\n",
+                  "A small overlap is nearly built in: AP is computed one language against the rest, so a unit that "
+                  "ranks two languages' texts first scores about 0.5 AP for each, below every top cut-off. The "
+                  "references below can fail where the overlap cannot.\n"]
+        if (f / Fig.OVERLAP_REFERENCE).is_file():
+            parts += overlap_reference_lines(pd.read_csv(f / Fig.OVERLAP_REFERENCE)) + [""]
+    if (f / Fig.STABILITY).is_file():
+        parts += stability_lines(pd.read_csv(f / Fig.STABILITY)) + [""]
     if (f / Fig.MAIN_RATES).is_file():
         main = pd.read_csv(f / Fig.MAIN_RATES)
         parts += ["## Forcing the units steers generation (Figures 3-5)\n",
                   _figure(layout, Fig.TARGET_RATE_PLOT, "Share of 100 unconditional generations in each language, without vs with its top-N + bottom-N units forced."),
-                  markdown_table(main), f"\nMean rise: **{main['rise'].mean():+.1f} points** (target-language rate, percent).\n",
+                  "Target-language rate (%) per condition, 95% Wilson interval in brackets; `rise` = both - none and "
+                  "`both - random` (as many random units of the same blocks forced) with Newcombe's interval.\n",
+                  markdown_table(rates_with_intervals(main)),
+                  f"\nMean rise: **{main['rise'].mean():+.1f} points** (target-language rate, percent); its interval lies "
+                  f"above 0 for {int((main['rise_low'] > 0).sum()) if 'rise_low' in main.columns else '?'} of {len(main)} languages.\n",
                   _figure(layout, Fig.RATE_VS_N_PLOT, "Target-language rate against the number of forced units per side (log axis)."),
                   _figure(layout, Fig.TOP_BOTTOM_BOTH_PLOT, "Forcing only the top-N, only the bottom-N, or both.")]
+        if (f / Fig.FLUENCY).is_file():
+            fluency = pd.read_csv(f / Fig.FLUENCY)  # numbers may be NaN (a condition of empty texts)
+            parts += ["### Fluency of the forced texts\n",
+                      "Language ID alone counts target-script gibberish as a success. Per condition: the median perplexity "
+                      "of the texts under the unforced model (95% interval of the median) and the share of degenerate "
+                      "texts (few distinct token bigrams, or one token over half the text; Wilson interval).\n",
+                      markdown_table(fluency_display(fluency, p.scoring.n_per_side)), ""]
     if (f / Fig.TRANSLATION).is_file() and (layout.root / "generations" / "translation.csv").is_file():
         tr = pd.read_csv(f / Fig.TRANSLATION)
-        wide = tr.pivot_table(index=["task", "target"], columns="condition",
-                              values=["target_rate", "bleu", "language_name_only"], sort=False)
+        values = [v for v in ("target_rate", "content_rate", "bleu", "language_name_only") if v in tr.columns]
+        wide = tr.pivot_table(index=["task", "target"], columns="condition", values=values, sort=False)
         wide.columns = [f"{metric} ({cond})" for metric, cond in wide.columns]
         parts += ["## Translation prompt with forced units (Figure 6)\n",
                   _figure(layout, Fig.TRANSLATION_PLOT, "Answers to the translation prompt in the target language (top) and BLEU (bottom), without vs with the target's units forced."),
-                  "`none` = no intervention, `both` = top-N + bottom-N forced; `language_name_only` counts answers that only name a language.\n",
+                  "`none` = no intervention, `both` = top-N + bottom-N forced; `language_name_only` counts answers that only "
+                  "name a language (\"英語\" is Japanese but not a translation); `content_rate` is the target-language rate "
+                  "without them, on which the claim is decided.\n",
                   markdown_table(wide.reset_index()), ""]
     if (f / Fig.EXAMPLES).is_file():
         ex = pd.read_csv(f / Fig.EXAMPLES, keep_default_na=False)
         ex = ex.assign(text=ex["text"].str.slice(0, 160), target=ex["target"].replace("", "(none)"))
-        parts += ["## Example generations\n", markdown_table(ex[["condition", "target", "text"]]), ""]
+        columns = ["condition", "target", *(["degenerate"] if "degenerate" in ex.columns else []), "text"]
+        parts += ["## Example generations\n", markdown_table(ex[columns]), ""]
     parts += _comparison_section(p, layout)
     parts += _paper_section(p, layout) + _exactness_section(layout) + _stages_section(layout) + _batch_section(layout)
     return "\n".join(parts) + "\n"

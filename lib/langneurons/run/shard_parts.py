@@ -31,16 +31,16 @@ def stage_parts(stage: str, p: Params, layout: RunLayout) -> list[Part]:
         raise ValueError(f"{stage} is not made of parts: those are {', '.join(IN_PARTS)}")
     load = cache(lambda: load_model(p.model))
     if stage == "05_intervention":
-        from langneurons.control.forcing_runs import condition_parts, conditions_for
+        from langneurons.control.forcing_runs import condition_parts, experiment_conditions
         from langneurons.data.language_id import identifiable
 
         scores = read_scores(layout, p.languages)
         measured, _ = identifiable(p.languages)
         if not measured:
             return []
-        conditions = conditions_for(measured, p.scoring.n_per_side, p.intervention.sweep, len(next(iter(scores.values()))))
+        conditions = experiment_conditions(p, measured, len(next(iter(scores.values()))))
         batch = BatchSize("generation.batch_size", p.generation.batch_size, p.halve_batch_on_oom)
-        return condition_parts(load, conditions, scores, p.generation, p.intervention.value, batch)
+        return condition_parts(load, conditions, scores, p.generation, p.intervention.value, batch, p.fluency)
     if stage == "06_translation":
         from langneurons.control.translation_eval import load_pairs, translation_parts
 

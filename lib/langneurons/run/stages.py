@@ -43,8 +43,11 @@ class Fig:
     LAYER_KINDS = "layer_kinds.csv"
     OVERLAP = "fig2_overlap.csv"
     OVERLAP_PLOT = "fig2_overlap"
+    OVERLAP_REFERENCE = "fig2_overlap_reference.csv"  # what overlap a null, and AP's rank correlation, would give
+    STABILITY = "stability_split_half.csv"  # Jaccard of the selections made on two halves of the texts
     TARGET_RATES = "fig3_5_target_rates.csv"
     MAIN_RATES = "fig3_main_rates.csv"
+    FLUENCY = "fig3_fluency.csv"  # perplexity under the unforced model and degenerate share, per condition
     EXAMPLES = "fig7_examples.csv"
     TARGET_RATE_PLOT = "fig3_target_rate"
     RATE_VS_N_PLOT = "fig4_rate_vs_n"
@@ -56,6 +59,7 @@ class Fig:
     AP_LAPE_FORCING = "fig10_forcing_rates.csv"
     AP_LAPE_DEACTIVATION = "fig10_deactivation.csv"
     AP_LAPE_SUMMARY = "fig10_summary.csv"
+    AP_LAPE_PER_LANGUAGE = "fig10_per_language.csv"  # per language and method: what drives the summary's means
     AP_LAPE_UNITS_PLOT = "fig9_ap_vs_lape_units"
     AP_LAPE_EFFECTS_PLOT = "fig10_ap_vs_lape_effects"
     LANGUAGE_DISTRIBUTION = "generations/language_distribution.csv"  # in the run folder
@@ -74,7 +78,7 @@ class StageDef:
     params: tuple[str, ...]  # dotted param keys whose values change the outputs (the cache key)
     upstream: tuple[str, ...]  # stages whose outputs this stage reads
     outputs: tuple[str, ...]  # files or folders under the run directory that the stage writes
-    cost: str  # make plan's cost model: small | activations | scoring | generation | translation | comparison
+    cost: str  # make plan's cost model: small | analysis | activations | scoring | generation | translation | comparison
     model: bool = False  # reads the model's weights (its fingerprint joins the key)
     reads: tuple[str, ...] = ()  # from outside the run: SENTENCE_SETS, TRANSLATION_PAIRS, HELDOUT_TEXTS, LAPE_CORPUS
     needs_units: bool = False  # checked against the model's units before the run (N per side, LAPE's blocks)
@@ -114,25 +118,32 @@ STAGES: tuple[StageDef, ...] = (
                                         "filter_value": 1e-3, "activation_bar": 1e-3, "kept_units": COUNTS,
                                         "jaccard_vs_texts_protocol": 0.05}},
              drawn=(Fig.AP_DISTRIBUTION,)),
-    StageDef("04_analysis", "ap", ("languages", "scoring.n_per_side"), ("02_activations", "03_scoring"), ("analysis",),
-             "small",
+    StageDef("04_analysis", "ap", ("languages", "scoring.n_per_side", "scoring.stability"), ("01_data_prep", "02_activations", "03_scoring"),
+             ("analysis",), "analysis",
              tables={Fig.LAYER_DISTRIBUTION: {"count": COUNTS}, Fig.LAYER_KINDS: {"*": COUNTS},
-                     Fig.OVERLAP: {"shared": COUNTS, "percent_of_n": 2.0}},
+                     Fig.OVERLAP: {"shared": COUNTS, "percent_of_n": 2.0},
+                     Fig.OVERLAP_REFERENCE: {"*": 0.05, "chance_shared": COUNTS, "shared_top": COUNTS, "shared_bottom": COUNTS,
+                                             "pool_units": COUNTS, "without_pair_shared_top": COUNTS, "percent_top": 2.0,
+                                             "percent_bottom": 2.0, "without_pair_percent_top": 2.0},
+                     Fig.STABILITY: {"*": 0.05}},
              drawn=(Fig.LAYER_DISTRIBUTION_PLOT, Fig.OVERLAP_PLOT)),
     # Rates are shares of 100 sampled texts. Measured: switching the CPU kernels (AVX-512 -> AVX2, MKL's
     # path) left the selections equal but moved main rates by up to 1 point and one sweep entry by 6.
-    StageDef("05_intervention", "ap", ("languages", *MODEL_RUN, "scoring.n_per_side", "generation", "intervention"),
+    StageDef("05_intervention", "ap", ("languages", *MODEL_RUN, "scoring.n_per_side", "generation", "intervention",
+                                        "fluency"),
              ("02_activations", "03_scoring"), ("generations/unconditional.parquet", "generations/unconditional.csv"),
              "generation", model=True, generates=True,
-             tables={Fig.TARGET_RATES: {"target_rate": 8.0},
-                     Fig.MAIN_RATES: {"none": 5.0, "top": 5.0, "bottom": 5.0, "both": 5.0, "rise": 10.0},
+             tables={Fig.TARGET_RATES: {"target_rate": 8.0, "n": 0.0, "hits": 8.0, "low": 8.0, "high": 8.0},
+                     Fig.MAIN_RATES: {"*": 10.0, "none": 5.0, "top": 5.0, "bottom": 5.0, "both": 5.0, "random": 5.0},
+                     Fig.FLUENCY: {"*": 10.0, "n": 0.0, "median_ppl": 50.0, "ppl_low": 50.0, "ppl_high": 50.0},
                      Fig.EXAMPLES: TEXTS},
              drawn=(Fig.TARGET_RATE_PLOT, Fig.RATE_VS_N_PLOT, Fig.TOP_BOTTOM_BOTH_PLOT),
              run_files=(Fig.LANGUAGE_DISTRIBUTION,), parts=True),
     StageDef("06_translation", "ap", ("languages", *MODEL_RUN, "scoring.n_per_side", "intervention.value", "translation"),
              ("03_scoring",), ("generations/translation.parquet", "generations/translation.csv"), "translation", model=True,
              reads=(TRANSLATION_PAIRS,), generates=True,
-             tables={Fig.TRANSLATION: {"target_rate": 3.0, "bleu": 1.0, "language_name_only": 3.0, "empty": 3.0}},
+             tables={Fig.TRANSLATION: {"target_rate": 3.0, "low": 3.0, "high": 3.0, "content_rate": 3.0, "content_low": 3.0,
+                                      "content_high": 3.0, "bleu": 1.0, "language_name_only": 3.0, "empty": 3.0}},
              drawn=(Fig.TRANSLATION_PLOT,), parts=True),
     # AP vs LAPE: the matched sets follow both selections, the rates are sampled texts
     StageDef("07_ap_vs_lape", "lape",
@@ -143,11 +154,16 @@ STAGES: tuple[StageDef, ...] = (
              tables={Fig.AP_LAPE_OVERLAP: {"n": COUNTS, "ap_units_feeding_ffn": COUNTS, "shared": COUNTS,
                                            "shared_percent": 5.0, "chance_shared": 2.0, "block_overlap_percent": 5.0},
                      Fig.AP_LAPE_LAYERS: {"count": COUNTS},
-                     Fig.AP_LAPE_FORCING: {"n_units": COUNTS, "none": 8.0, "forced": 8.0, "rise": 10.0},
+                     Fig.AP_LAPE_FORCING: {"n_units": COUNTS, "n": 0.0, "none": 8.0, "none_low": 8.0, "none_high": 8.0,
+                                           "forced": 8.0, "forced_low": 8.0, "forced_high": 8.0, "rise": 10.0,
+                                           "rise_low": 10.0, "rise_high": 10.0},
                      Fig.AP_LAPE_DEACTIVATION: {"tokens": 0.0, "n_units": COUNTS, "ppl_base": 0.5, "ppl": 2.0,
                                                 "ppl_change": 2.0, "log_ppl_change": 0.02},
-                     Fig.AP_LAPE_SUMMARY: {"mean_units_per_language": COUNTS, "ppl_change_diagonal_%": 2.0,
-                                           "ppl_change_off_diagonal_%": 2.0, "mean_rate_rise_points": 8.0}},
+                     Fig.AP_LAPE_SUMMARY: {"*": 2.0, "mean_units_per_language": COUNTS, "mean_rate_rise_points": 8.0,
+                                           "languages_rise_above_0": 1.0, "languages_forced": 0.0},
+                     Fig.AP_LAPE_PER_LANGUAGE: {"*": 2.0, "n_units": COUNTS, "log_ratio_diagonal": 0.02,
+                                                "log_ratio_off_diagonal_median": 0.02, "rate_none": 8.0, "rate_forced": 8.0,
+                                                "rise": 10.0, "rise_low": 10.0, "rise_high": 10.0}},
              drawn=(Fig.AP_LAPE_UNITS_PLOT, Fig.AP_LAPE_EFFECTS_PLOT), parts=True),
 )
 BY_NAME: dict[str, StageDef] = {s.name: s for s in STAGES}

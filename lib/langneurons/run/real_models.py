@@ -38,6 +38,26 @@ def _pooled(rows: pd.DataFrame) -> str:
     return f"{100 * hits / n:.0f}% [{100 * float(low):.0f}, {100 * float(high):.0f}]"
 
 
+def _sweep_and_translation(folder: Path) -> dict[str, str]:
+    """The N sweep's pooled rates (the point forcing every unit flagged) and the translation rates,
+    from a run's tables or make paper-numbers' (the same layout)."""
+    out = {}
+    rates = _read(folder, Fig.TARGET_RATES)
+    if rates is not None and "hits" in rates.columns:
+        sweep = rates[(rates.condition == "both") & (rates.n_top == rates.n_bottom)]
+        parts = []
+        for n, rows in sweep.groupby("n_top"):
+            flag = " (all units)" if "all_units" in rows.columns and rows.all_units.astype(str).eq("True").any() else ""
+            parts.append(f"{n:,}{flag}: {_pooled(rows)}")
+        out["N sweep (N per side: pooled rate)"] = "; ".join(parts)
+    t = _read(folder, Fig.TRANSLATION)
+    if t is not None and "content_rate" in t.columns:
+        none, both = t[t.condition == "none"], t[t.condition == "both"]
+        out["translation: target rate none → forced (without name-only answers)"] = \
+            f"{none.target_rate.mean():.0f}% → {both.target_rate.mean():.0f}% ({none.content_rate.mean():.0f}% → {both.content_rate.mean():.0f}%)"
+    return out
+
+
 def model_column(folder: Path, n_per_side: int) -> dict[str, str]:
     """One model's value for every row of the side-by-side table ("-" where its run lacks the table)."""
     out: dict[str, str] = {}
@@ -79,22 +99,7 @@ def model_column(folder: Path, n_per_side: int) -> dict[str, str]:
             out["degenerate texts, none → forced"] = f"{float(none.degenerate.iloc[0]):.0f}% → {both.degenerate.astype(float).mean():.0f}%"
             out["median perplexity under the unforced model, none → forced"] = \
                 f"{float(none.median_ppl.iloc[0]):.0f} → {both.median_ppl.astype(float).median():.0f}"
-    rates = _read(folder, Fig.TARGET_RATES)
-    if rates is not None and "hits" in rates.columns:
-        rates = rates.assign(n_top=rates.n_top.astype(int), n_bottom=rates.n_bottom.astype(int),
-                             hits=rates.hits.astype(int), n=rates.n.astype(int))
-        sweep = rates[(rates.condition == "both") & (rates.n_top == rates.n_bottom)]
-        parts = []
-        for n, rows in sweep.groupby("n_top"):
-            flag = " (all units)" if "all_units" in rows.columns and rows.all_units.astype(str).eq("True").any() else ""
-            parts.append(f"{n:,}{flag}: {_pooled(rows)}")
-        out["N sweep (N per side: pooled rate)"] = "; ".join(parts)
-    translation = _read(folder, Fig.TRANSLATION)
-    if translation is not None and "content_rate" in translation.columns:
-        t = translation.assign(target_rate=translation.target_rate.astype(float), content_rate=translation.content_rate.astype(float))
-        none, both = t[t.condition == "none"], t[t.condition == "both"]
-        out["translation: target rate none → forced (without name-only answers)"] = \
-            f"{none.target_rate.mean():.0f}% → {both.target_rate.mean():.0f}% ({none.content_rate.mean():.0f}% → {both.content_rate.mean():.0f}%)"
+    out.update(_sweep_and_translation(folder))
     summary = _read(folder, Fig.AP_LAPE_SUMMARY)
     if summary is not None:
         s = summary.set_index("method")
@@ -113,18 +118,7 @@ def paper_column(paper_dir: Path) -> dict[str, str]:
     if means is not None:
         m = means[means.target != "en"]
         out["target rate, none → forced (mean)"] = f"{m.none.mean():.0f}% → {m.both.mean():.0f}% (de/fr/es/zh/ja, 8 models)"
-    rates = _read(paper_dir, Fig.TARGET_RATES)
-    if rates is not None and "hits" in rates.columns:
-        rates = rates.assign(n_top=rates.n_top.astype(int), n_bottom=rates.n_bottom.astype(int),
-                             hits=rates.hits.astype(int), n=rates.n.astype(int))
-        sweep = rates[(rates.condition == "both") & (rates.n_top == rates.n_bottom)]
-        out["N sweep (N per side: pooled rate)"] = "; ".join(f"{n:,}: {_pooled(rows)}" for n, rows in sweep.groupby("n_top"))
-    translation = _read(paper_dir, Fig.TRANSLATION)
-    if translation is not None and "content_rate" in translation.columns:
-        t = translation.assign(target_rate=translation.target_rate.astype(float), content_rate=translation.content_rate.astype(float))
-        none, both = t[t.condition == "none"], t[t.condition == "both"]
-        out["translation: target rate none → forced (without name-only answers)"] = \
-            f"{none.target_rate.mean():.0f}% → {both.target_rate.mean():.0f}% ({none.content_rate.mean():.0f}% → {both.content_rate.mean():.0f}%)"
+    out.update(_sweep_and_translation(paper_dir))
     return out
 
 
